@@ -47,14 +47,28 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// problems collects Problems while validating.
+// problems collects Problems while decoding and validating one node.
 type problems struct {
 	file  string
-	lines map[string]int // field path -> line, from the YAML tree
+	lines map[string]int  // field path -> line, from the YAML tree
+	bad   map[string]bool // field paths that failed to decode
 	list  []Problem
 }
 
+func newProblems(file string) *problems {
+	return &problems{file: file, lines: map[string]int{}, bad: map[string]bool{}}
+}
+
+// addf records a problem with field, unless field, one of its parents or one
+// of its children already failed to decode: then the value Validate sees is
+// not what the file says, and the decoding problem has been reported.
 func (p *problems) addf(field, format string, args ...any) {
+	for b := range p.bad {
+		if b == "" || b == field || strings.HasPrefix(field, b+".") || strings.HasPrefix(field, b+"[") ||
+			strings.HasPrefix(b, field+".") || strings.HasPrefix(b, field+"[") {
+			return
+		}
+	}
 	p.list = append(p.list, Problem{File: p.file, Line: p.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 

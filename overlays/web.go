@@ -1,10 +1,12 @@
 package overlays
 
+import "path"
+
 // Web configures the static web server on web nodes.
 type Web struct {
 	// Port is the HTTP port; 0 means DefaultWebPort.
 	Port int `yaml:"port,omitempty"`
-	// Root is the folder served; "" means DefaultWebRoot.
+	// Root is the absolute folder served; "" means DefaultWebRoot.
 	Root string `yaml:"root,omitempty"`
 }
 
@@ -30,4 +32,16 @@ func (w *Web) RootOrDefault() string {
 	return w.Root
 }
 
-func (w *Web) validate(p *problems, path string, n *Node) {}
+func (w *Web) validate(p *problems, fieldPath string, n *Node) {
+	checkPort(p, fieldPath+".port", w.Port)
+	if w.Root != "" {
+		switch {
+		case !path.IsAbs(w.Root):
+			p.addf(fieldPath+".root", "%q is not an absolute path like %s", w.Root, DefaultWebRoot)
+		case path.Clean(w.Root) != w.Root:
+			p.addf(fieldPath+".root", "%q is not clean; write %s", w.Root, path.Clean(w.Root))
+		case w.Root == "/":
+			p.addf(fieldPath+".root", "serving / would publish the whole system; use e.g. %s", DefaultWebRoot)
+		}
+	}
+}
