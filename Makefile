@@ -1,0 +1,34 @@
+# piimage: the two commands the README promises are `make image` (or the
+# go run line it stands for) and `make test`.
+GO ?= go
+
+.PHONY: image all-images test unit e2e bench fmt vet
+
+image:
+	$(GO) run ./cmd/piimage build --role lbmaster
+
+all-images:
+	$(GO) run ./cmd/piimage build --all
+
+# test runs every test, including the QEMU boot test (PIIMAGE_E2E=1) and
+# the network-namespace tests (they need root and skip without it).
+test: vet
+	PIIMAGE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
+
+unit:
+	$(GO) test ./...
+
+e2e:
+	PIIMAGE_E2E=1 $(GO) test -count=1 -v -run TestBootUnderQEMU ./cmd/piimage/cli/
+
+# bench runs ours and the incumbents side by side and prints the ratios. It
+# never fails the build: each benchmark reports what it could not run.
+bench:
+	-$(GO) run ./bench/image
+
+vet:
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w .

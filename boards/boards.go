@@ -1,0 +1,133 @@
+// Package boards describes the Raspberry Pi models piimage builds for: which
+// kernel, firmware and device trees each needs, the CPU architecture of its
+// init, and its config.txt. It also fetches the pinned kernel and firmware
+// modules through the Go module proxy.
+package boards
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Module is a Go module that carries boot files, pinned by version. go.sum
+// holds its hash, so `go mod download` verifies every byte.
+type Module struct {
+	Path    string
+	Version string
+}
+
+func (m Module) String() string { return m.Path + "@" + m.Version }
+
+// The pinned modules. Keep them equal to go.mod: a test checks.
+var (
+	// KernelRPi is gokrazy's Raspberry Pi kernel: an arm64 Linux with
+	// squashfs (zlib), vfat, ext4, nftables, bridge, veth and USB network
+	// drivers built in, plus the Pi device trees and overlays.
+	KernelRPi = Module{"github.com/gokrazy/kernel.rpi", "v0.0.0-20251127164438-9778ec0261de"}
+	// Firmware is the Raspberry Pi GPU firmware.
+	Firmware = Module{"github.com/gokrazy/firmware", "v0.0.0-20260522070551-527ce0ed43cf"}
+)
+
+// Board is one supported Raspberry Pi model family.
+type Board struct {
+	Name        string
+	Description string
+	// GOARCH and GOARM of the init.
+	GOARCH, GOARM string
+	// KernelArch is the architecture the kernel image must be built for
+	// ("arm64" or "arm"); the builder checks the image's magic bytes.
+	KernelArch string
+	Kernel     Module
+	// KernelFile is the kernel's file name in the module and on the FAT.
+	KernelFile string
+	// DeviceTrees are copied from the kernel module into each slot folder.
+	DeviceTrees []string
+	// OverlaysDir, when set, is the kernel module's folder of device tree
+	// overlays, copied to <slot>/overlays/.
+	OverlaysDir string
+	Firmware    Module
+	// FirmwareFiles are copied from the firmware module to the FAT root.
+	FirmwareFiles []string
+	// ConfigSection is the config.txt filter this board's settings sit
+	// under ("[pi3]", "[pi4]").
+	ConfigSection string
+	// Supported is false for boards whose image does not boot yet; Err
+	// says why.
+	Supported bool
+	Err       string
+}
+
+var all = map[string]Board{
+	"pi3": {
+		Name:        "pi3",
+		Description: "Raspberry Pi 3 model B/B+ (and Pi 2 model B v1.2), 64-bit",
+		GOARCH:      "arm64",
+		KernelArch:  "arm64",
+		Kernel:      KernelRPi,
+		KernelFile:  "vmlinuz",
+		DeviceTrees: []string{
+			"bcm2710-rpi-2-b.dtb",
+			"bcm2710-rpi-3-b.dtb",
+			"bcm2710-rpi-3-b-plus.dtb",
+			"bcm2710-rpi-cm3.dtb",
+		},
+		OverlaysDir: "overlays",
+		Firmware:    Firmware,
+		// Pi 1–3 boot through bootcode.bin, then start.elf/fixup.dat.
+		FirmwareFiles: []string{"bootcode.bin", "start.elf", "fixup.dat"},
+		ConfigSection: "[pi3]",
+		Supported:     true,
+	},
+	"pi4": {
+		Name:        "pi4",
+		Description: "Raspberry Pi 4 model B, Pi 400 and CM4, 64-bit",
+		GOARCH:      "arm64",
+		KernelArch:  "arm64",
+		Kernel:      KernelRPi,
+		KernelFile:  "vmlinuz",
+		DeviceTrees: []string{
+			"bcm2711-rpi-4-b.dtb",
+			"bcm2711-rpi-400.dtb",
+			"bcm2711-rpi-cm4.dtb",
+		},
+		OverlaysDir: "overlays",
+		Firmware:    Firmware,
+		// The Pi 4 boots from its EEPROM: no bootcode.bin; it loads
+		// start4.elf and fixup4.dat.
+		FirmwareFiles: []string{"start4.elf", "fixup4.dat"},
+		ConfigSection: "[pi4]",
+		Supported:     true,
+	},
+	"pi2": {
+		Name:        "pi2",
+		Description: "Raspberry Pi 2 model B v1.1 (BCM2836), 32-bit",
+		GOARCH:      "arm",
+		GOARM:       "7",
+		KernelArch:  "arm",
+		Supported:   false,
+		Err:         "board pi2 (32-bit BCM2836) is not yet supported: it needs Debian's armmp kernel and an initramfs (issue 7); a Pi 2 model B v1.2 boots the pi3 image",
+	},
+}
+
+// Get returns the board called name.
+func Get(name string) (Board, error) {
+	b, ok := all[name]
+	if !ok {
+		return Board{}, fmt.Errorf("unknown board %q: want one of %s", name, strings.Join(Names(), ", "))
+	}
+	if !b.Supported {
+		return b, fmt.Errorf("%s", b.Err)
+	}
+	return b, nil
+}
+
+// Names lists every board name, sorted.
+func Names() []string {
+	var n []string
+	for k := range all {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
