@@ -58,7 +58,7 @@ var goldens = []struct {
 	{
 		name: "v3 unicast, priority 0 (master stopping), 100ms",
 		src:  goldenSrc, dst: goldenUni,
-		pkt: Packet{Version: 3, VRID: 7, Priority: 0, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip1}, Checksum: 0x8806},
+		pkt:   Packet{Version: 3, VRID: 7, Priority: 0, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip1}, Checksum: 0x8806},
 		bytes: []byte{0x31, 7, 0, 1, 0x00, 10, 0x88, 0x06, 192, 0, 2, 100},
 	},
 }
