@@ -120,8 +120,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		var i int64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+		if n.Kind != yaml.ScalarNode || !isWholeNumber(n) {
 			d.fail(n, path, "expected a whole number, got %s", describe(n))
+			return
+		}
+		if n.Decode(&i) != nil {
+			d.fail(n, path, "%s is too large", n.Value)
 			return
 		}
 		if v.OverflowInt(i) {
@@ -131,8 +135,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		var u uint64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&u) != nil {
+		if n.Kind != yaml.ScalarNode || !isWholeNumber(n) || strings.HasPrefix(n.Value, "-") {
 			d.fail(n, path, "expected a whole number not below 0, got %s", describe(n))
+			return
+		}
+		if n.Decode(&u) != nil {
+			d.fail(n, path, "%s is too large", n.Value)
 			return
 		}
 		if v.OverflowUint(u) {
@@ -152,6 +160,32 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		// A programming error in this package's types, not in the file.
 		d.fail(n, path, "internal error: cannot decode into a Go %s", t)
 	}
+}
+
+// isWholeNumber reports whether n is a plain whole number, including one too
+// large for yaml.v3, which calls those floats. A quoted "80" is text.
+func isWholeNumber(n *yaml.Node) bool {
+	switch n.ShortTag() {
+	case "!!int":
+		return true
+	case "!!float":
+		return allDigits(n.Value)
+	}
+	return false
+}
+
+// allDigits reports whether s is an optional sign and decimal digits.
+func allDigits(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *decoder) decodeAddr(n *yaml.Node, v reflect.Value, path string) {

@@ -149,6 +149,10 @@ interfaces:
 `, 8, "interfaces.wlan0.psk", "8 to 63"},
 		{"psk without ssid", webNode + `  wlan0: {address: 192.168.1.20/24, psk: longenough}
 `, 8, "interfaces.wlan0.psk", "without ssid"},
+		{"ssid with newline", webNode + `  wlan0: {address: 192.168.1.20/24, ssid: "home\nnetwork={"}
+`, 8, "interfaces.wlan0.ssid", "control characters"},
+		{"huge number", webNode + `admin: {port: 99999999999999999999}
+`, 8, "admin.port", "99999999999999999999 is too large"},
 		{"wifi on eth0", `hostname: web01
 role: web
 interfaces:
@@ -329,6 +333,8 @@ web: {port: 8080}
 `, 1, "web.port", "port 80 is also used by admin.port"},
 		{"web root relative", webNode + `web: {root: data/www}
 `, 8, "web.root", "not an absolute path"},
+		{"web root control", webNode + `web: {root: "/data/\twww"}
+`, 8, "web.root", "control characters"},
 		{"web root unclean", webNode + `web: {root: /data/../etc}
 `, 8, "web.root", "not clean; write /etc"},
 		{"mirror without primary", webNode + `mirror: {port: 8873}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Validate checks every field of n and returns an *Error listing all bad
@@ -91,8 +93,11 @@ func (i *Interface) validate(p *problems, path string) {
 
 // validateWiFi checks wlan0's Wi-Fi credentials.
 func (i *Interface) validateWiFi(p *problems, path string) {
-	if len(i.SSID) > 32 {
+	switch {
+	case len(i.SSID) > 32:
 		p.addf(path+".ssid", "is %d bytes long; an SSID has at most 32", len(i.SSID))
+	case hasControl(i.SSID):
+		p.addf(path+".ssid", "%q holds control characters", i.SSID)
 	}
 	if i.PSK == "" {
 		return
@@ -318,6 +323,20 @@ func checkNotNetOrBroadcast(a netip.Addr, subnet netip.Prefix) string {
 		return fmt.Sprintf("%s is the broadcast address of %s, not a host address", a, subnet.Masked())
 	}
 	return ""
+}
+
+// hasControl reports whether s is not valid UTF-8 or holds control
+// characters, which would corrupt the config files written from it.
+func hasControl(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return true
+		}
+	}
+	return false
 }
 
 func validPort(port int) bool { return port >= 1 && port <= 65535 }

@@ -40,6 +40,8 @@ func (w *Web) validate(p *problems, fieldPath string, n *Node) {
 			p.addf(fieldPath+".root", "%q is not an absolute path like %s", w.Root, DefaultWebRoot)
 		case path.Clean(w.Root) != w.Root:
 			p.addf(fieldPath+".root", "%q is not clean; write %s", w.Root, path.Clean(w.Root))
+		case hasControl(w.Root):
+			p.addf(fieldPath+".root", "%q holds control characters", w.Root)
 		case w.Root == "/":
 			p.addf(fieldPath+".root", "serving / would publish the whole system; use e.g. %s", DefaultWebRoot)
 		}
