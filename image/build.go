@@ -39,6 +39,14 @@ type Result struct {
 	Path     string
 	Size     int64
 	RootUsed int64 // bytes of the root squashfs
+	// Stages lists how long each stage took, in order.
+	Stages []StageTime
+}
+
+// StageTime is how long one stage of Write took.
+type StageTime struct {
+	Name string
+	Took time.Duration
 }
 
 // stage is one step of writing an image.
@@ -87,9 +95,11 @@ func Write(ctx context.Context, path string, p *Plan) (*Result, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		start := time.Now()
 		if err := s.run(f, p, ext, r); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", s.name, err)
 		}
+		r.Stages = append(r.Stages, StageTime{s.name, time.Since(start)})
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("syncing %s: %w", tmp, err)

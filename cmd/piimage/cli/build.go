@@ -24,18 +24,18 @@ func buildCommand() command {
 }
 
 type buildFlags struct {
-	role     string
-	overlay  string
-	cluster  string
-	all      bool
-	board    string
-	out      string
-	outDir   string
-	site     string
-	version  string
-	src      string
-	modTime  string
-	keepWork bool
+	role    string
+	overlay string
+	cluster string
+	all     bool
+	board   string
+	out     string
+	outDir  string
+	site    string
+	version string
+	src     string
+	modTime string
+	verbose bool
 }
 
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,6 +52,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.version, "version", "", "version recorded in the image (default: git describe of the source tree)")
 	fs.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
 	fs.StringVar(&f.modTime, "time", "", "timestamp for every file, RFC 3339 (default: $SOURCE_DATE_EPOCH, else the source tree's last commit)")
+	fs.BoolVar(&f.verbose, "v", false, "print how long each stage took")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -179,6 +180,11 @@ func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selec
 	res, err := image.Write(ctx, out, plan)
 	if err != nil {
 		return fmt.Errorf("building %s: %w", sel.node.Hostname, err)
+	}
+	if f.verbose {
+		for _, st := range res.Stages {
+			fmt.Fprintf(stdout, "  %-24s %6.2fs\n", st.Name, st.Took.Seconds())
+		}
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d MiB image, root %.1f MB (init %.1f MB), version %s, in %.1fs\n",
 		res.Path, res.Size>>20, float64(res.RootUsed)/1e6, float64(rel.InitSize)/1e6, rel.Version, time.Since(start).Seconds())

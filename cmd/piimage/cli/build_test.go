@@ -60,13 +60,13 @@ func TestBuiltImageIsReadByLinuxTools(t *testing.T) {
 
 	t.Run("sfdisk", func(t *testing.T) {
 		needTool(t, "sfdisk")
-		out := run(t, "sfdisk", "-d", img)
+		out := strings.Join(strings.Fields(run(t, "sfdisk", "-d", img)), " ")
 		for _, want := range []string{
 			"label: dos",
 			fmt.Sprintf("label-id: 0x%08x", m.DiskID),
-			fmt.Sprintf("start=%d, size=%d, type=c, bootable", ext[0].Offset/512, ext[0].Size/512),
-			fmt.Sprintf("start=%d, size=%d, type=83", ext[1].Offset/512, ext[1].Size/512),
-			fmt.Sprintf("start=%d, size=%d, type=83", ext[3].Offset/512, ext[3].Size/512),
+			fmt.Sprintf("start= %d, size= %d, type=c, bootable", ext[0].Offset/512, ext[0].Size/512),
+			fmt.Sprintf("start= %d, size= %d, type=83", ext[1].Offset/512, ext[1].Size/512),
+			fmt.Sprintf("start= %d, size= %d, type=83", ext[3].Offset/512, ext[3].Size/512),
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("sfdisk -d lacks %q:\n%s", want, out)
