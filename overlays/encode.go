@@ -75,8 +75,9 @@ func encodeValue(v reflect.Value) *yaml.Node {
 	case reflect.Pointer, reflect.Interface:
 		y := encodeValue(v.Elem())
 		if y == nil {
-			// A present but empty section, e.g. "web: {}".
-			y = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
+			// A present zero value: an empty section ("web: {}") or a
+			// pointer to false or 0.
+			y = zeroNode(v.Elem())
 		}
 		return y
 	case reflect.Struct:
@@ -133,8 +134,15 @@ func encodeValue(v reflect.Value) *yaml.Node {
 	return nil
 }
 
-// zeroNode writes a zero list or map element, which encodeValue leaves out.
+// zeroNode writes a zero value that must be present (a list or map element,
+// or what a non-nil pointer points to), which encodeValue leaves out.
 func zeroNode(v reflect.Value) *yaml.Node {
+	if v.Type().Implements(textMarshalerType) {
+		// netip.Addr, netip.Prefix, Duration: their zero text ("", "0s").
+		if b, err := v.Interface().(encoding.TextMarshaler).MarshalText(); err == nil {
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(b)}
+		}
+	}
 	switch v.Kind() {
 	case reflect.Struct, reflect.Map:
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
@@ -144,17 +152,11 @@ func zeroNode(v reflect.Value) *yaml.Node {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: ""}
 	case reflect.Bool:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "false"}
-	case reflect.Pointer, reflect.Interface:
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
-	}
-	if v.CanInt() || v.CanUint() || v.CanFloat() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: "0"}
-	}
-	// Text values (netip.Addr, Duration) written as their zero text.
-	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
-		if b, err := m.MarshalText(); err == nil {
-			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(b)}
-		}
+	case reflect.Float32, reflect.Float64:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: "0"}
 	}
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
 }
