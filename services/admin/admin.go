@@ -273,8 +273,14 @@ func CheckAddr(addr string, n *overlays.Node) error {
 	if ip.IsUnspecified() {
 		return fmt.Errorf("admin address %q: never the wildcard address; use the node's own address", addr)
 	}
-	if n.VIP != nil && n.VIP.Address.Addr() == ip.Unmap() {
-		return fmt.Errorf("admin address %q: never the VIP, which moves between nodes", addr)
+	if n.VIP != nil {
+		for _, r := range n.VIP.AllRouters() {
+			for _, v := range r.AllAddresses() {
+				if v.Addr() == ip.Unmap() {
+					return fmt.Errorf("admin address %q: never a VIP, which moves between nodes", addr)
+				}
+			}
+		}
 	}
 	return nil
 }

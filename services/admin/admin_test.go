@@ -31,7 +31,8 @@ func testNode() *overlays.Node {
 	return &overlays.Node{
 		Hostname: "lb1", Role: "lbmaster",
 		Interfaces: overlays.Interfaces{Eth0: &overlays.Interface{Address: netip.MustParsePrefix("192.168.1.11/24")}},
-		VIP:        &overlays.VIP{Address: netip.MustParsePrefix("192.168.1.10/24")},
+		VIP: &overlays.VIP{Address: netip.MustParsePrefix("192.168.1.10/24"),
+			Routers: []overlays.VIP{{Address: netip.MustParsePrefix("192.168.1.20/24")}}},
 	}
 }
 
@@ -192,6 +193,7 @@ func TestCheckAddr(t *testing.T) {
 		{":9000", "IP address"},
 		{"[::]:9000", "wildcard"},
 		{"192.168.1.10:9000", "VIP"},
+		{"192.168.1.20:9000", "VIP"},
 		{"localhost:9000", "IP address"},
 		{"192.168.1.11", "missing port"},
 	}

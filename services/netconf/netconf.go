@@ -58,8 +58,14 @@ func Desired(n *overlays.Node) Plan {
 	if w := n.Interfaces.Wlan0; w != nil {
 		p.Interfaces = append(p.Interfaces, fromOverlay("wlan0", w, WlanMetric, true))
 	}
-	if n.VIP != nil && n.VIP.Address.IsValid() {
-		p.Keep = append(p.Keep, n.VIP.Address)
+	if n.VIP != nil {
+		for _, r := range n.VIP.AllRouters() {
+			for _, a := range r.AllAddresses() {
+				if a.IsValid() {
+					p.Keep = append(p.Keep, a)
+				}
+			}
+		}
 	}
 	return p
 }

@@ -267,9 +267,10 @@ route add default via 192.168.2.1 dev wlan0 metric 600`,
 
 func TestDesiredKeepsVIP(t *testing.T) {
 	n := node("192.168.1.11/24", "192.168.1.1", "")
-	n.VIP = &overlays.VIP{Address: pfx("192.168.1.10/24")}
+	n.VIP = &overlays.VIP{Address: pfx("192.168.1.10/24"), Addresses: []netip.Prefix{pfx("192.168.1.12/24")},
+		Routers: []overlays.VIP{{Address: pfx("192.168.1.13/24")}}}
 	p := Desired(n)
-	if !slices.Equal(p.Keep, []netip.Prefix{pfx("192.168.1.10/24")}) {
+	if !slices.Equal(p.Keep, []netip.Prefix{pfx("192.168.1.10/24"), pfx("192.168.1.12/24"), pfx("192.168.1.13/24")}) {
 		t.Errorf("Keep = %v, want the VIP", p.Keep)
 	}
 	if i, ok := p.Interface("eth0"); !ok || i.Addrs[0] != pfx("192.168.1.11/24") {
