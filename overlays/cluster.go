@@ -26,12 +26,16 @@ type clusterCheck struct {
 }
 
 func (c *clusterCheck) addf(n *Node, field, format string, args ...any) {
-	file := n.File
-	if file == "" {
-		file = "node " + n.Hostname
-	}
 	p := &problems{lines: c.lines[n]}
-	c.list = append(c.list, Problem{File: file, Line: p.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+	c.list = append(c.list, Problem{File: nodeName(n), Line: p.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// nodeName names a node by its file, or by its hostname when built in Go.
+func nodeName(n *Node) string {
+	if n.File != "" {
+		return n.File
+	}
+	return "node " + n.Hostname
 }
 
 // where names a node's field for "also ..." messages.
@@ -61,7 +65,7 @@ func (c *clusterCheck) hostnames(nodes []*Node) {
 	seen := map[string]*Node{}
 	for _, n := range nodes {
 		if first, ok := seen[n.Hostname]; ok {
-			c.addf(n, "hostname", "%q is also the hostname in %s", n.Hostname, where(first, "hostname"))
+			c.addf(n, "hostname", "%q is also the hostname of %s", n.Hostname, nodeName(first))
 			continue
 		}
 		seen[n.Hostname] = n

@@ -127,7 +127,7 @@ func TestClusterProblems(t *testing.T) {
 			lineAt: "address: 192.168.1.15/24", field: "vip.address", msg: "192.168.1.15 is also interfaces.wlan0.address (DIR/web01.yaml)"},
 		{name: "duplicate hostname", file: "web02.yaml",
 			old: "hostname: web02", new: "hostname: web01", lineAt: "hostname: web01",
-			field: "hostname", msg: `"web01" is also the hostname in hostname (DIR/web01.yaml)`},
+			field: "hostname", msg: `"web01" is also the hostname of DIR/web01.yaml`},
 		{name: "router id differs", file: "lbmaster.yaml",
 			old: "router_id: 77", new: "router_id: 78", lineAt: "router_id: 78",
 			field: "vip.router_id", msg: "78 differs from 77 in vip.router_id (DIR/lbbackup.yaml)"},
@@ -217,7 +217,7 @@ func TestValidateClusterGoNodes(t *testing.T) {
 	}
 	got := err.Error()
 	for _, want := range []string{
-		`node web01: hostname: "web01" is also the hostname in hostname of web01`,
+		`node web01: hostname: "web01" is also the hostname of node web01`,
 		"node web01: interfaces.eth0.address: 192.168.1.11 is also interfaces.eth0.address of web02",
 	} {
 		if !strings.Contains(got, want) {

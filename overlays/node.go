@@ -33,18 +33,30 @@ const (
 	DefaultAdminPort = 9000
 )
 
-// Node is one node's validated configuration.
+// Node is one node's configuration, as read from its overlay file. The YAML
+// keys are the snake_case names in the field tags. Parse and Load return
+// only validated Nodes; a Node built in Go should be checked with Validate.
 type Node struct {
-	Hostname   string       `yaml:"hostname"`
-	Role       string       `yaml:"role"`
-	Board      string       `yaml:"board,omitempty"`
-	Interfaces Interfaces   `yaml:"interfaces"`
-	DNS        []netip.Addr `yaml:"dns,omitempty"`
-	Admin      Admin        `yaml:"admin,omitempty"`
-	VIP        *VIP         `yaml:"vip,omitempty"`
-	Balancer   *Balancer    `yaml:"balancer,omitempty"`
-	Web        *Web         `yaml:"web,omitempty"`
-	Mirror     *Mirror      `yaml:"mirror,omitempty"`
+	// Hostname is an RFC 1123 host name in lower case, e.g. "web01".
+	Hostname string `yaml:"hostname"`
+	// Role is RoleLBMaster, RoleLBBackup or RoleWeb.
+	Role string `yaml:"role"`
+	// Board is BoardPi2, BoardPi3 or BoardPi4; read it with BoardOrDefault.
+	Board string `yaml:"board,omitempty"`
+	// Interfaces holds the static network configuration; eth0 is required.
+	Interfaces Interfaces `yaml:"interfaces"`
+	// DNS lists the name servers, IPv4 only.
+	DNS []netip.Addr `yaml:"dns,omitempty"`
+	// Admin configures the admin API.
+	Admin Admin `yaml:"admin,omitempty"`
+	// VIP is required on load balancers and refused on web nodes.
+	VIP *VIP `yaml:"vip,omitempty"`
+	// Balancer is allowed on load balancers only.
+	Balancer *Balancer `yaml:"balancer,omitempty"`
+	// Web is allowed on web nodes only; nil means all defaults.
+	Web *Web `yaml:"web,omitempty"`
+	// Mirror is allowed on web nodes only; nil means no mirroring.
+	Mirror *Mirror `yaml:"mirror,omitempty"`
 
 	// File is the path the node was read from; empty for nodes built in Go.
 	File string `yaml:"-"`
