@@ -1,0 +1,83 @@
+package balancer
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// requestKey returns the hash key of r for the configured algorithm, and
+// false when there is nothing to hash (roundrobin and leastconn, or a
+// request without the hashed header or parameter), in which case the
+// request goes round-robin as HAProxy's do.
+func requestKey(cfg *Config, r *http.Request) (uint64, bool) {
+	switch cfg.Algorithm {
+	case "source":
+		return sourceKey(r.RemoteAddr)
+	case "uri":
+		return hashString(uriKey(r.RequestURI, cfg.URILen, cfg.URIDepth)), true
+	case "url_param":
+		v, ok := queryParam(r.URL.RawQuery, cfg.HashParam)
+		if !ok || v == "" {
+			return 0, false
+		}
+		return hashString(v), true
+	case "hdr":
+		v := r.Header.Get(cfg.HashHeader)
+		if v == "" {
+			return 0, false
+		}
+		return hashString(v), true
+	}
+	return 0, false
+}
+
+// sourceKey hashes the IP address of a "host:port" remote address; an
+// IPv4-mapped IPv6 address hashes like its IPv4 form.
+func sourceKey(remote string) (uint64, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return 0, false
+	}
+	a := ap.Addr().Unmap().As16()
+	return hashBytes(a[:]), true
+}
+
+// uriKey returns the part of a request URI that algorithm uri hashes: the
+// path without the query, cut after depth directories (0: all) and then to
+// length characters (0: all), like HAProxy's "balance uri len N depth N".
+func uriKey(uri string, length, depth int) string {
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	if depth > 0 {
+		slashes := 0
+		for i := 0; i < len(uri); i++ {
+			if uri[i] == '/' {
+				slashes++
+				if slashes > depth {
+					uri = uri[:i]
+					break
+				}
+			}
+		}
+	}
+	if length > 0 && len(uri) > length {
+		uri = uri[:length]
+	}
+	return uri
+}
+
+// queryParam returns the raw value of the first parameter name in a raw
+// query string, without allocating.
+func queryParam(raw, name string) (string, bool) {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
