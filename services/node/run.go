@@ -1,0 +1,268 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/piimage/piimage/services/admin"
+	"github.com/piimage/piimage/services/netconf"
+	"github.com/piimage/piimage/services/supervise"
+)
+
+// action is how a running node ends.
+type action int
+
+const (
+	actionExit     action = iota // process mode: exit
+	actionReboot                 // PID 1: reboot
+	actionPoweroff               // PID 1: power off
+)
+
+func (a action) String() string {
+	return [...]string{"exit", "reboot", "power off"}[a]
+}
+
+// Defaults of a runtime.
+const (
+	// linkWait is how long services wait for eth0 (USB adapters enumerate
+	// late) before they start anyway.
+	linkWait = 60 * time.Second
+	// stopTimeout bounds stopping every service (their grace is 5 s).
+	stopTimeout = 10 * time.Second
+)
+
+// runtime is one running node, PID 1 or process mode: everything after
+// the overlay is loaded.
+type runtime struct {
+	con      console
+	log      *slog.Logger
+	initLog  *supervise.Ring
+	registry Registry
+	loaded   loaded
+	release  admin.Release
+	slot     string
+	// runDir holds the services' health sockets.
+	runDir string
+	// exe is what the supervisor re-executes, e.g. /proc/self/exe.
+	exe string
+	// network allows configuring interfaces and binding eth0's address.
+	network bool
+	// adminAddrs are the admin API's listen addresses, each checked.
+	adminAddrs []string
+	// linkWait overrides the package's linkWait when not zero.
+	linkWait time.Duration
+}
+
+// run brings the node up, then waits until ctx is done or an action is
+// requested (from requests or POST /reboot), stops the services and
+// returns the action.
+func (r *runtime) run(ctx context.Context, requests <-chan action) (action, error) {
+	node := r.loaded.node
+	bg, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	reaper := supervise.NewReaper(r.log)
+	wg.Go(func() { reaper.Run(bg) })
+	sup := supervise.New(supervise.Config{Starter: reaper, Log: r.log})
+	wg.Go(func() { sup.Run(bg) })
+
+	reboots := make(chan action, 1)
+	srv := &admin.Server{
+		Node:     node,
+		Release:  r.release,
+		Slot:     r.slot,
+		Overlay:  r.loaded.info,
+		Started:  time.Now(),
+		Services: sup,
+		InitLog:  r.initLog,
+		Log:      r.log,
+		Reboot: func(poweroff bool) {
+			a := actionReboot
+			if poweroff {
+				a = actionPoweroff
+			}
+			select {
+			case reboots <- a:
+			default:
+			}
+		},
+	}
+	if r.network {
+		srv.Addresses = func() []admin.Address { return interfaceAddrs("eth0", "wlan0") }
+	}
+	lns, err := r.listen(ctx)
+	if err != nil {
+		return actionExit, err
+	}
+	wg.Go(func() {
+		if err := srv.Serve(bg, lns); err != nil {
+			r.log.Error("admin API stopped", "err", err)
+		}
+	})
+
+	eth0Ready := make(chan struct{})
+	if r.network {
+		wg.Go(func() { r.configureNetwork(bg, eth0Ready) })
+	} else {
+		close(eth0Ready)
+	}
+	wait := r.linkWait
+	if wait == 0 {
+		wait = linkWait
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-eth0Ready:
+	case <-t.C:
+		r.con.say("eth0 is not configured after %v; starting the services anyway and still trying", wait)
+	case <-ctx.Done():
+	}
+	t.Stop()
+
+	act := actionExit
+	if ctx.Err() == nil {
+		r.startServices(sup)
+		r.con.say("%s up (overlay from %s)", node.Hostname, r.loaded.info.Source)
+		select {
+		case <-ctx.Done():
+		case act = <-requests:
+		case act = <-reboots:
+		}
+	}
+	r.con.say("%s: stopping services", act)
+	sctx, scancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer scancel()
+	if err := sup.Stop(sctx); err != nil {
+		r.log.Error("stopping services", "err", err)
+	}
+	return act, nil
+}
+
+// listen opens the admin API's listeners. The loopback one must work;
+// another that fails is logged and skipped.
+func (r *runtime) listen(ctx context.Context) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, a := range r.adminAddrs {
+		ln, err := admin.Listen(ctx, a)
+		if err != nil {
+			host, _, _ := net.SplitHostPort(a)
+			if ip, perr := netip.ParseAddr(host); perr == nil && ip.IsLoopback() || len(r.adminAddrs) == 1 {
+				for _, l := range lns {
+					l.Close()
+				}
+				return nil, fmt.Errorf("starting the admin API: %w", err)
+			}
+			r.log.Error("admin API", "err", err)
+			continue
+		}
+		r.con.say("admin API on http://%s", ln.Addr())
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// startServices supervises the role's services that this binary has.
+func (r *runtime) startServices(sup *supervise.Supervisor) {
+	node := r.loaded.node
+	var missing []string
+	for _, name := range RoleServices(node.Role) {
+		if _, ok := r.registry[name]; !ok {
+			missing = append(missing, name)
+			continue
+		}
+		sock := filepath.Join(r.runDir, name+".sock")
+		err := sup.Add(supervise.Spec{
+			Name:   name,
+			Socket: sock,
+			Command: supervise.Command{
+				Path: r.exe,
+				Args: []string{os.Args[0], "service", name, "--overlay", r.loaded.info.Path, "--sock", sock},
+				Env:  os.Environ(),
+			},
+		})
+		if err != nil {
+			r.log.Error("starting service", "service", name, "err", err)
+		}
+	}
+	if len(missing) > 0 {
+		r.con.say("role %s: not built into this image yet: %s", node.Role, strings.Join(missing, ", "))
+	}
+}
+
+// configureNetwork sets up lo, then eth0 (retrying until the link appears
+// or ctx ends; ready is closed once it is configured), then wlan0 if it
+// exists.
+func (r *runtime) configureNetwork(ctx context.Context, ready chan<- struct{}) {
+	nl := netconf.NewNetlink(nil)
+	plan := netconf.Desired(r.loaded.node)
+	if lo, ok := plan.Interface("lo"); ok {
+		if err := netconf.ApplyInterface(nl, lo, nil); err != nil {
+			r.con.say("loopback: %v", err)
+		}
+	}
+	if eth0, ok := plan.Interface("eth0"); ok {
+		delay, last := 250*time.Millisecond, ""
+		for {
+			err := netconf.ApplyInterface(nl, eth0, plan.Keep)
+			if err == nil {
+				r.con.say("eth0 %v configured", eth0.Addrs)
+				break
+			}
+			if msg := err.Error(); msg != last {
+				if errors.Is(err, netconf.ErrNoLink) {
+					r.con.say("waiting for eth0 to appear")
+				} else {
+					r.con.say("%v (retrying)", err)
+				}
+				last = msg
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, 5*time.Second)
+		}
+	}
+	close(ready)
+	if wlan0, ok := plan.Interface("wlan0"); ok {
+		if err := netconf.ApplyInterface(nl, wlan0, plan.Keep); errors.Is(err, netconf.ErrNoLink) {
+			r.con.say("wlan0 is in the overlay but not on this node; skipped")
+		} else if err != nil {
+			r.con.say("wlan0: %v", err)
+		}
+	}
+}
+
+// interfaceAddrs lists the addresses of the named interfaces that exist.
+func interfaceAddrs(names ...string) []admin.Address {
+	var out []admin.Address
+	for _, name := range names {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, admin.Address{Interface: name, Address: a.String()})
+		}
+	}
+	return out
+}
