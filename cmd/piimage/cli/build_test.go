@@ -211,3 +211,33 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+func TestBuildAllAndBoards(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"build", "--all", "--cluster", srcTree + "/overlays", "--out-dir", dir, "--src", srcTree}, &stdout, &stderr); err != nil {
+		t.Fatalf("build --all: %v\n%s", err, stderr.String())
+	}
+	for _, h := range []string{"lbmaster", "lbbackup", "web01", "web02"} {
+		if _, err := os.Stat(filepath.Join(dir, h+".img")); err != nil {
+			t.Errorf("build --all did not write %s.img: %v", h, err)
+		}
+	}
+
+	err := Run(context.Background(), []string{"build", "--role", "web", "--board", "pi2", "--cluster", srcTree + "/overlays", "--out", filepath.Join(dir, "pi2.img"), "--src", srcTree}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "not yet supported") {
+		t.Errorf("--board pi2: %v, want a clear not yet supported", err)
+	}
+
+	needTool(t, "mdir")
+	pi4 := filepath.Join(dir, "pi4.img")
+	buildRole(t, "web", pi4, "--board", "pi4")
+	at := fmt.Sprintf("%s@@%d", pi4, image.Align)
+	root := strings.ToLower(run(t, "mdir", "-b", "-i", at, "::/"))
+	if !strings.Contains(root, "start4.elf") || !strings.Contains(root, "fixup4.dat") || strings.Contains(root, "bootcode.bin") {
+		t.Errorf("pi4 boot partition has the wrong firmware:\n%s", root)
+	}
+	if slot := run(t, "mdir", "-b", "-i", at, "::/slot-a"); !strings.Contains(slot, "bcm2711-rpi-4-b.dtb") {
+		t.Errorf("pi4 slot lacks bcm2711-rpi-4-b.dtb:\n%s", slot)
+	}
+}
