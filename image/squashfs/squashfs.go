@@ -23,15 +23,21 @@ import (
 	"time"
 )
 
-// DefaultBlockSize is the data block size used when Options.BlockSize is 0.
-const DefaultBlockSize = 128 << 10
+// Defaults for the zero Options fields.
+const (
+	// DefaultBlockSize is the data block size used when Options.BlockSize is 0.
+	DefaultBlockSize = 128 << 10
+	// DefaultCompressionLevel is the zlib level used when
+	// Options.CompressionLevel is 0.
+	DefaultCompressionLevel = 6
+)
 
 // ErrTooLarge is returned (wrapped) by Write when the filesystem would not
 // fit in Options.MaxSize bytes. The error text names the size needed.
 var ErrTooLarge = errors.New("squashfs image larger than MaxSize")
 
 // Options controls Write. The zero value is usable: timestamps at the Unix
-// epoch, 128 KiB blocks, no size limit, best compression.
+// epoch, 128 KiB blocks, no size limit, zlib level 6.
 type Options struct {
 	// ModTime is the modification time of every inode and the creation
 	// time in the superblock; file times in the tree are ignored. The zero
@@ -46,7 +52,9 @@ type Options struct {
 	// never writes at or past MaxSize; it fails with ErrTooLarge instead.
 	MaxSize int64
 	// CompressionLevel is the zlib level, 1 (fastest) to 9 (smallest).
-	// 0 means 9, as mksquashfs uses; zlib.DefaultCompression (-1) means 6.
+	// 0 and zlib.DefaultCompression (-1) mean 6: with compress/flate, 9
+	// is about six times slower than 6 on a Go binary for a 0.1% smaller
+	// image (mksquashfs uses 9 with C zlib, whose 9 is cheaper).
 	CompressionLevel int
 }
 
@@ -118,11 +126,8 @@ func (o Options) config() (config, error) {
 	if c.maxSize < 0 {
 		return c, fmt.Errorf("squashfs: negative MaxSize %d", c.maxSize)
 	}
-	if c.level == 0 {
-		c.level = zlib.BestCompression
-	}
-	if c.level == zlib.DefaultCompression {
-		c.level = 6
+	if c.level == 0 || c.level == zlib.DefaultCompression {
+		c.level = DefaultCompressionLevel
 	}
 	if c.level < zlib.BestSpeed || c.level > zlib.BestCompression {
 		return c, fmt.Errorf("squashfs: CompressionLevel %d outside 1..9", o.CompressionLevel)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,6 +53,13 @@ func TestGolden(t *testing.T) {
 	want, err := os.ReadFile(golden)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("unsquashfs"); err == nil {
+		img := filepath.Join(t.TempDir(), "golden.img")
+		if err := os.WriteFile(img, m.buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		compareDir(t, extract(t, img), expected(t, smallTree()), false)
 	}
 	if got != string(want) {
 		t.Errorf("image hash %s, want %s: the on-disk format changed; if on purpose, check it with unsquashfs and run go test -update", strings.TrimSpace(got), strings.TrimSpace(string(want)))
