@@ -245,7 +245,7 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 			}
 		}
 	}()
-	rt := &runtime{
+	rt := &instance{
 		con:        b.con,
 		log:        b.log,
 		initLog:    ring,

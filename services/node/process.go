@@ -105,7 +105,7 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer, r
 }
 
 // newProcessRuntime prepares the state folder, the logs and the overlay.
-func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, registry Registry) (*runtime, func(), error) {
+func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, registry Registry) (*instance, func(), error) {
 	state, err := filepath.Abs(f.state)
 	if err != nil {
 		return nil, nil, fmt.Errorf("state folder: %w", err)
@@ -128,7 +128,7 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 			cleanups[i]()
 		}
 	}
-	fail := func(err error) (*runtime, func(), error) {
+	fail := func(err error) (*instance, func(), error) {
 		cleanup()
 		return nil, nil, err
 	}
@@ -170,7 +170,7 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 	if err := writeEtc(filepath.Join(state, "etc"), n); err != nil {
 		return fail(err)
 	}
-	return &runtime{
+	return &instance{
 		con:        con,
 		log:        log,
 		initLog:    ring,

@@ -31,7 +31,7 @@ func (a action) String() string {
 	return [...]string{"exit", "reboot", "power off"}[a]
 }
 
-// Defaults of a runtime.
+// Defaults of a instance.
 const (
 	// linkWait is how long services wait for eth0 (USB adapters enumerate
 	// late) before they start anyway.
@@ -40,9 +40,9 @@ const (
 	stopTimeout = 10 * time.Second
 )
 
-// runtime is one running node, PID 1 or process mode: everything after
+// instance is one running node, PID 1 or process mode: everything after
 // the overlay is loaded.
-type runtime struct {
+type instance struct {
 	con      console
 	log      *slog.Logger
 	initLog  *supervise.Ring
@@ -65,7 +65,7 @@ type runtime struct {
 // run brings the node up, then waits until ctx is done or an action is
 // requested (from requests or POST /reboot), stops the services and
 // returns the action.
-func (r *runtime) run(ctx context.Context, requests <-chan action) (action, error) {
+func (r *instance) run(ctx context.Context, requests <-chan action) (action, error) {
 	node := r.loaded.node
 	bg, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -152,7 +152,7 @@ func (r *runtime) run(ctx context.Context, requests <-chan action) (action, erro
 
 // listen opens the admin API's listeners. The loopback one must work;
 // another that fails is logged and skipped.
-func (r *runtime) listen(ctx context.Context) ([]net.Listener, error) {
+func (r *instance) listen(ctx context.Context) ([]net.Listener, error) {
 	var lns []net.Listener
 	for _, a := range r.adminAddrs {
 		ln, err := admin.Listen(ctx, a)
@@ -174,7 +174,7 @@ func (r *runtime) listen(ctx context.Context) ([]net.Listener, error) {
 }
 
 // startServices supervises the role's services that this binary has.
-func (r *runtime) startServices(sup *supervise.Supervisor) {
+func (r *instance) startServices(sup *supervise.Supervisor) {
 	node := r.loaded.node
 	var missing []string
 	for _, name := range RoleServices(node.Role) {
@@ -204,7 +204,7 @@ func (r *runtime) startServices(sup *supervise.Supervisor) {
 // configureNetwork sets up lo, then eth0 (retrying until the link appears
 // or ctx ends; ready is closed once it is configured), then wlan0 if it
 // exists.
-func (r *runtime) configureNetwork(ctx context.Context, ready chan<- struct{}) {
+func (r *instance) configureNetwork(ctx context.Context, ready chan<- struct{}) {
 	nl := netconf.NewNetlink(nil)
 	plan := netconf.Desired(r.loaded.node)
 	if lo, ok := plan.Interface("lo"); ok {

@@ -1,0 +1,274 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/piimage/piimage/services/admin"
+)
+
+// TestIntegrationNetns builds cmd/init, runs it in process mode inside a
+// network namespace whose eth0 is a veth to a second "client" namespace,
+// and reads /status from the client over 10.77.0.0/24 (test-only
+// addresses that exist only inside these namespaces). Then it restarts the
+// node on a broken overlay and checks it came up on the last good copy.
+func TestIntegrationNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	for _, tool := range []string{"ip", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "init")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/init: %v\n%s", err, out)
+	}
+	nodeNS, clientNS := newNetnsPair(t)
+
+	ov := filepath.Join(dir, "node.yaml")
+	state := filepath.Join(dir, "state")
+	overlay := `hostname: itest1
+role: web
+interfaces:
+  eth0:
+    address: 10.77.0.2/24
+    gateway: 10.77.0.1
+dns: [10.77.0.1]
+`
+	writeFile(t, ov, overlay)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialIn(t, clientNS), DisableKeepAlives: true}}
+
+	// First run: the overlay is good.
+	n := startNode(t, nodeNS, bin, "--state", state, "--overlay", ov)
+	n.waitOutput(t, "piimage: itest1 up (overlay from file)")
+	st := clientStatus(t, client)
+	if st.Hostname != "itest1" || st.Role != "web" || st.Overlay.Source != admin.SourceFile || st.Overlay.FallbackReason != "" {
+		t.Errorf("status = %+v", st)
+	}
+	if !hasAddress(st, "eth0", "10.77.0.2/24") {
+		t.Errorf("addresses = %+v, want eth0 10.77.0.2/24", st.Addresses)
+	}
+	n.waitOutput(t, "eth0 [10.77.0.2/24] configured")
+	out, err := exec.Command("ip", "-n", nodeNS, "-4", "route", "show", "default").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "default via 10.77.0.1 dev eth0") {
+		t.Errorf("default route in the node namespace: %v %s", err, out)
+	}
+	if err := n.stop(); err != nil {
+		t.Errorf("first run: %v\n%s", err, n.output())
+	}
+
+	// Second run: the overlay is broken; the state folder's last good
+	// copy, written by the first run, takes over.
+	writeFile(t, ov, strings.Replace(overlay, "gateway:", "gatway:", 1))
+	n = startNode(t, nodeNS, bin, "--state", state, "--overlay", ov)
+	n.waitOutput(t, "piimage: itest1 up (overlay from last-good)")
+	st = clientStatus(t, client)
+	if st.Overlay.Source != admin.SourceLastGood || st.Overlay.Path != filepath.Join(state, "last-good.yaml") ||
+		!strings.Contains(st.Overlay.FallbackReason, `unknown field "gatway"`) {
+		t.Errorf("overlay = %+v, want last-good with the reason", st.Overlay)
+	}
+	if st.Hostname != "itest1" || !hasAddress(st, "eth0", "10.77.0.2/24") {
+		t.Errorf("status = %+v", st)
+	}
+	if !strings.Contains(n.output(), `unknown field "gatway"`) {
+		t.Errorf("the console does not say why:\n%s", n.output())
+	}
+	if err := n.stop(); err != nil {
+		t.Errorf("second run: %v\n%s", err, n.output())
+	}
+}
+
+func hasAddress(st admin.Status, ifc, addr string) bool {
+	for _, a := range st.Addresses {
+		if a.Interface == ifc && a.Address == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func clientStatus(t *testing.T, c *http.Client) admin.Status {
+	t.Helper()
+	var st admin.Status
+	var lastErr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := c.Get("http://10.77.0.2:9000/status")
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == 200 {
+			return st
+		}
+		lastErr = fmt.Errorf("status %d: %v", resp.StatusCode, err)
+	}
+	t.Fatalf("GET /status from the client namespace: %v", lastErr)
+	return st
+}
+
+// newNetnsPair creates the namespaces node and client joined by a veth
+// pair (eth0 in node, c0 = 10.77.0.1/24 in client) and deletes them when
+// the test ends.
+func newNetnsPair(t *testing.T) (nodeNS, clientNS string) {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	suffix := hex.EncodeToString(b)
+	nodeNS, clientNS = "piimg-n-"+suffix, "piimg-c-"+suffix
+	for _, ns := range []string{nodeNS, clientNS} {
+		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+			t.Skipf("cannot create a network namespace: %v: %s", err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"-n", nodeNS, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", clientNS},
+		{"-n", clientNS, "addr", "add", "10.77.0.1/24", "dev", "c0"},
+		{"-n", clientNS, "link", "set", "c0", "up"},
+		{"-n", clientNS, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nodeNS, clientNS
+}
+
+// dialIn returns a dialer whose sockets are made inside the named network
+// namespace, from a locked OS thread.
+func dialIn(t *testing.T, name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
+		}
+		var d net.Dialer
+		conn, dialErr := d.DialContext(ctx, network, addr)
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: it ends with this goroutine
+			// instead of serving others in the wrong namespace.
+			if conn != nil {
+				conn.Close()
+			}
+			return nil, fmt.Errorf("returning to the original namespace: %w", err)
+		}
+		runtime.UnlockOSThread()
+		return conn, dialErr
+	}
+}
+
+// runningNode is the init running in process mode under `ip netns exec`.
+type runningNode struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan error
+}
+
+func startNode(t *testing.T, ns, bin string, args ...string) *runningNode {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	n := &runningNode{cmd: cmd, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			n.mu.Lock()
+			n.out.WriteString(sc.Text() + "\n")
+			n.mu.Unlock()
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		n.done <- err
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+		default:
+			cmd.Process.Kill()
+			<-n.done
+		}
+	})
+	return n
+}
+
+func (n *runningNode) output() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.out.String()
+}
+
+func (n *runningNode) waitOutput(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(n.output(), s) {
+		select {
+		case err := <-n.done:
+			n.done <- err
+			t.Fatalf("the node exited (%v) before printing %q:\n%s", err, s, n.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %q:\n%s", s, n.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *runningNode) stop() error {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		n.done <- err
+		return err
+	case <-time.After(20 * time.Second):
+		n.cmd.Process.Kill()
+		return fmt.Errorf("did not stop within 20s")
+	}
+}
