@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -44,6 +45,15 @@ func TestIntegrationNetns(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
 		t.Fatalf("building cmd/init: %v\n%s", err, out)
 	}
+	// The built binary, run in this (initial) namespace, must refuse.
+	if initial, err := inInitialNamespace("net"); err == nil && initial {
+		refusedState := filepath.Join(dir, "refused")
+		writeFile(t, filepath.Join(dir, "refused.yaml"), goodOverlay)
+		out, err := exec.Command(bin, "--state", refusedState, "--overlay", filepath.Join(dir, "refused.yaml")).CombinedOutput()
+		if code := exitCode(err); code != 2 || !strings.Contains(string(out), "ip netns exec") {
+			t.Errorf("init in the initial namespace: exit %d, output %q; want 2 and a refusal", code, out)
+		}
+	}
 	nodeNS, clientNS := newNetnsPair(t)
 
 	ov := filepath.Join(dir, "node.yaml")
@@ -74,6 +84,19 @@ dns: [10.77.0.1]
 	if err != nil || !strings.Contains(string(out), "default via 10.77.0.1 dev eth0") {
 		t.Errorf("default route in the node namespace: %v %s", err, out)
 	}
+	if _, err := exec.LookPath("ss"); err == nil {
+		out, err := exec.Command("ip", "netns", "exec", nodeNS, "ss", "-Hltn", "sport", "= :9000").CombinedOutput()
+		var local []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) >= 4 {
+				local = append(local, f[3])
+			}
+		}
+		t.Logf("admin listeners: %q", local)
+		if err != nil || strings.Join(local, " ") != "10.77.0.2:9000 127.0.0.1:9000" && strings.Join(local, " ") != "127.0.0.1:9000 10.77.0.2:9000" {
+			t.Errorf("admin listeners in the node namespace = %q (%v); want only 127.0.0.1:9000 and 10.77.0.2:9000\n%s", local, err, out)
+		}
+	}
 	if err := n.stop(); err != nil {
 		t.Errorf("first run: %v\n%s", err, n.output())
 	}
@@ -97,6 +120,17 @@ dns: [10.77.0.1]
 	if err := n.stop(); err != nil {
 		t.Errorf("second run: %v\n%s", err, n.output())
 	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
 
 func hasAddress(st admin.Status, ifc, addr string) bool {

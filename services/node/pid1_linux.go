@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -122,7 +123,7 @@ func (b *boot) findDisk() error {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if b.disk = diskWithID(b.root.DiskID); b.disk != "" {
+		if b.disk = diskWithID("/sys/block", "/dev", b.root.DiskID); b.disk != "" {
 			b.log.Info("boot disk", "disk", b.disk, "id", fmt.Sprintf("%08x", b.root.DiskID), "slot", b.root.Slot())
 			return nil
 		}
@@ -133,9 +134,10 @@ func (b *boot) findDisk() error {
 	}
 }
 
-// diskWithID returns the first whole disk whose MBR has disk id id.
-func diskWithID(id uint32) string {
-	entries, err := os.ReadDir("/sys/block")
+// diskWithID returns the first whole disk listed in sysBlock (/sys/block)
+// whose MBR, read from devDir (/dev), has disk id id.
+func diskWithID(sysBlock, devDir string, id uint32) string {
+	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
 		return ""
 	}
@@ -143,7 +145,7 @@ func diskWithID(id uint32) string {
 		if !wholeDisk(e.Name()) {
 			continue
 		}
-		f, err := os.Open("/dev/" + e.Name())
+		f, err := os.Open(filepath.Join(devDir, e.Name()))
 		if err != nil {
 			continue
 		}
