@@ -127,6 +127,9 @@ func (b *builder) writeDir(d *node) error {
 	}
 	var l listing
 	l, b.buf = writeListing(&b.dirs, d, b.buf)
+	if len(l.index) > math.MaxUint16 {
+		return fmt.Errorf("squashfs: %s: directory too large (%d entries)", d.path, len(d.children))
+	}
 	parent := b.count + 1 // the root's parent, as mksquashfs records it
 	if d.parent != nil {
 		parent = d.parent.ino

@@ -74,6 +74,7 @@ func newDataWriter(out *output, start int64, cfg config) (*dataWriter, error) {
 // writeFile stores the contents read from r and feeds them to h, if not nil.
 func (d *dataWriter) writeFile(r io.Reader, h hash.Hash) (*fileData, error) {
 	fd := &fileData{start: d.pos, fragIndex: noFragment}
+	defer d.restoreBatch()
 	for {
 		n, short := 0, false
 		for n < len(d.batch) && !short {
@@ -101,7 +102,6 @@ func (d *dataWriter) writeFile(r io.Reader, h hash.Hash) (*fileData, error) {
 			if n == 1 {
 				fd.fragIndex, fd.fragOffset = d.addFragment(blocks[0])
 			}
-			d.restoreBatch()
 			return fd, nil
 		}
 		d.writeBlocks(fd, blocks)

@@ -3,9 +3,12 @@
 // Raspberry Pi kernels have.
 //
 // The output is what the Linux kernel and squashfs-tools read: regular files
-// (with file tails packed into fragment blocks, whole-file deduplication and
-// all-zero blocks stored as holes), directories of any size (with directory
-// indexes for large ones), and symbolic links. Every inode is owned by uid 0
+// (files smaller than a block packed together into fragment blocks,
+// identical files stored once, all-zero blocks stored as holes),
+// directories of any size (with directory indexes for large ones), and
+// symbolic links. As with mksquashfs without -always-use-fragments, the
+// tail of a file larger than a block is stored as its short last block
+// (packing those tails too saves a few bytes per image, no more). Every inode is owned by uid 0
 // and gid 0 (the id table holds the single id 0), there are no extended
 // attributes and no NFS export table.
 //

@@ -165,6 +165,15 @@ func TestUnsquashfs(t *testing.T) {
 	for _, bs := range []int{DefaultBlockSize, 4 << 10, 1 << 20} {
 		t.Run(strconv.Itoa(bs), func(t *testing.T) {
 			tree := bigTree(t, bs)
+			if bs != DefaultBlockSize {
+				// Keep the test fast: the big files only change the
+				// number of blocks, the big directories not at all.
+				for p := range tree {
+					if p == "bin/init" || p == "data/random.bin" || strings.HasPrefix(p, "many/") || strings.HasPrefix(p, "long/") {
+						delete(tree, p)
+					}
+				}
+			}
 			want := expected(t, tree)
 			img := build(t, tree, Options{ModTime: testTime, BlockSize: bs})
 			checkSuperblock(t, img, bs)
