@@ -29,9 +29,10 @@ type backend struct {
 	health healthState
 	queue  []chan struct{} // requests waiting for a slot below maxConn
 
-	inflight  atomic.Int64 // requests (http) or connections (tcp) now
-	errStreak atomic.Int32 // mirror of health.Errs for the fast path
-	transport atomic.Pointer[http.Transport]
+	inflight  atomic.Int64                   // requests (http) or connections (tcp) now
+	errStreak atomic.Int32                   // mirror of health.Errs for the fast path
+	transport atomic.Pointer[http.Transport] // for the TLS frontend's ReverseProxy
+	idle      idlePool                       // for the HTTP/1 engine
 
 	requests    atomic.Uint64 // sent to this backend
 	connErrors  atomic.Uint64 // could not connect
@@ -146,10 +147,16 @@ func (b *backend) release() {
 		b.mu.Unlock()
 	}
 	if b.inflight.Add(-1) == 0 && b.removed.Load() {
-		if t := b.transport.Load(); t != nil {
-			t.CloseIdleConnections()
-		}
+		b.closeIdle()
 	}
+}
+
+// closeIdle closes b's idle keep-alive connections.
+func (b *backend) closeIdle() {
+	if t := b.transport.Load(); t != nil {
+		t.CloseIdleConnections()
+	}
+	b.idle.sweep(time.Time{})
 }
 
 // snapshot is a consistent copy of a backend's state for the stats page.

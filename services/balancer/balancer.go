@@ -152,9 +152,7 @@ func (b *Balancer) retire(be *backend) {
 		delete(b.checkers, be)
 	}
 	if be.inflight.Load() == 0 {
-		if t := be.transport.Load(); t != nil {
-			t.CloseIdleConnections()
-		}
+		be.closeIdle()
 	}
 	b.log.Info("backend removed; draining", "backend", be.name, "inflight", be.inflight.Load())
 }
@@ -228,7 +226,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	if cfg.Mode == ModeTCP {
 		err = add(b.listenTCP(cfg))
 	} else {
-		err = add(b.listenHTTP(cfg, false))
+		err = add(b.listenH1(cfg))
 		if err == nil && cfg.TLS != nil {
 			err = add(b.listenHTTP(cfg, true))
 		}
@@ -247,6 +245,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	close(b.ready)
 	b.log.Info("balancer running", "addr", b.Addr(), "mode", cfg.Mode, "backends", len(cfg.Backends))
 
+	go b.sweepIdle(ctx)
 	errc := make(chan error, len(fronts))
 	for _, f := range fronts {
 		go func() { errc <- f.serve() }()
@@ -278,11 +277,25 @@ func (b *Balancer) Run(ctx context.Context) error {
 	}
 	b.mu.Unlock()
 	for _, be := range b.pool.Load().backends {
-		if t := be.transport.Load(); t != nil {
-			t.CloseIdleConnections()
-		}
+		be.closeIdle()
 	}
 	return runErr
+}
+
+// sweepIdle closes backend connections that stayed idle too long.
+func (b *Balancer) sweepIdle(ctx context.Context) {
+	t := time.NewTicker(backendIdleTimeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, be := range b.pool.Load().backends {
+				be.idle.sweep(now)
+			}
+		}
+	}
 }
 
 // frontend is one listening socket and its server.

@@ -53,30 +53,10 @@ func stripPersistence(h http.Header, c *CookieConfig) {
 	changed := false
 	out := make([]string, 0, len(lines))
 	for _, line := range lines {
-		if !strings.Contains(line, c.Name) {
-			out = append(out, line)
-			continue
-		}
-		var parts []string
-		for _, part := range strings.Split(line, ";") {
-			p := strings.TrimSpace(part)
-			k, v, _ := strings.Cut(p, "=")
-			if k != c.Name {
-				if p != "" {
-					parts = append(parts, p)
-				}
-				continue
-			}
-			changed = true
-			if c.Prefix {
-				if _, rest, ok := strings.Cut(v, prefixSep); ok {
-					v = rest
-				}
-				parts = append(parts, k+"="+v)
-			}
-		}
-		if len(parts) > 0 {
-			out = append(out, strings.Join(parts, "; "))
+		l, ch := stripPersistenceLine(line, c)
+		changed = changed || ch
+		if l != "" {
+			out = append(out, l)
 		}
 	}
 	if !changed {
@@ -87,6 +67,44 @@ func stripPersistence(h http.Header, c *CookieConfig) {
 		return
 	}
 	h["Cookie"] = out
+}
+
+// stripPersistenceLine is stripPersistence for one Cookie header line; it
+// returns "" when nothing is left of it.
+func stripPersistenceLine(line string, c *CookieConfig) (string, bool) {
+	if !strings.Contains(line, c.Name) {
+		return line, false
+	}
+	changed := false
+	var parts []string
+	for _, part := range strings.Split(line, ";") {
+		p := strings.TrimSpace(part)
+		k, v, _ := strings.Cut(p, "=")
+		if k != c.Name {
+			if p != "" {
+				parts = append(parts, p)
+			}
+			continue
+		}
+		changed = true
+		if c.Prefix {
+			if _, rest, ok := strings.Cut(v, prefixSep); ok {
+				v = rest
+			}
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, "; "), changed
+}
+
+// prefixSetCookie returns a Set-Cookie value with backend prefixed to the
+// value of cookie c.Name, and whether it was that cookie.
+func prefixSetCookie(line string, c *CookieConfig, backend string) (string, bool) {
+	k, rest, ok := strings.Cut(line, "=")
+	if !ok || strings.TrimSpace(k) != c.Name {
+		return line, false
+	}
+	return k + "=" + backend + prefixSep + rest, true
 }
 
 // setPersistence marks a response so that the client's next requests go to
@@ -106,10 +124,6 @@ func setPersistence(h http.Header, c *CookieConfig, backend string, alreadyPinne
 	}
 	lines := h["Set-Cookie"]
 	for i, line := range lines {
-		k, rest, ok := strings.Cut(line, "=")
-		if !ok || strings.TrimSpace(k) != c.Name {
-			continue
-		}
-		lines[i] = k + "=" + backend + prefixSep + rest
+		lines[i], _ = prefixSetCookie(line, c, backend)
 	}
 }

