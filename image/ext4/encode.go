@@ -123,7 +123,7 @@ func leavesNeeded(n int, bs uint64) (int, error) {
 	}
 	leaves := (n + leafCapacity(bs) - 1) / leafCapacity(bs)
 	if leaves > 4 {
-		return 0, fmt.Errorf("ext4: %d extents need an extent tree deeper than 1", n)
+		return 0, fmt.Errorf("%d extents need an extent tree deeper than 1", n)
 	}
 	return leaves, nil
 }

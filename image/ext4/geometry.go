@@ -216,5 +216,5 @@ func (a *allocator) runs(count uint64) ([]run, error) {
 }
 
 func errNoSpace(count uint64) error {
-	return fmt.Errorf("ext4: filesystem too small: no room for %d more blocks", count)
+	return fmt.Errorf("filesystem too small: no room for %d more blocks", count)
 }

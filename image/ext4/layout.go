@@ -36,8 +36,8 @@ func plan(g *geometry, o Options, nodes []*node) (*layout, error) {
 	}
 	l.usedInodes = uint64(nodes[len(nodes)-1].ino)
 	if l.usedInodes > g.ipg*g.groups {
-		return nil, fmt.Errorf("ext4: %d entries need more than the %d inodes the filesystem has (lower InodeRatio)",
-			len(nodes), g.ipg*g.groups)
+		return nil, fmt.Errorf("ext4: the tree needs %d inodes, the filesystem has %d (lower InodeRatio)",
+			l.usedInodes, g.ipg*g.groups)
 	}
 	l.alloc.reserve(0, g.firstData)
 	for gr := range g.groups {
@@ -46,7 +46,7 @@ func plan(g *geometry, o Options, nodes []*node) (*layout, error) {
 		}
 	}
 	if err := l.placeMetadata(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ext4: placing bitmaps and inode tables: %w", err)
 	}
 	if err := l.placeJournal(); err != nil {
 		return nil, err
@@ -100,8 +100,10 @@ func (l *layout) placeJournal() error {
 	if l.journal, err = l.alloc.runs(l.g.jblocks); err != nil {
 		return fmt.Errorf("ext4: placing a journal of %d blocks: %w", l.g.jblocks, err)
 	}
-	l.journalLeaves, err = l.placeLeaves(makeExtents(l.journal))
-	return err
+	if l.journalLeaves, err = l.placeLeaves(makeExtents(l.journal)); err != nil {
+		return fmt.Errorf("ext4: placing the journal's extent tree: %w", err)
+	}
+	return nil
 }
 
 // renderDirs renders the blocks of every directory (lost+found gets 16 KiB

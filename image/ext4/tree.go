@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 )
 
 // kind is what an inode holds.
@@ -57,6 +58,8 @@ func readTree(fsys fs.FS) ([]*node, error) {
 	nodes[0].children = []int{1}
 	nodes[0].subdirs = 1
 	index := map[string]int{".": 0}
+	seen := map[string]bool{}
+	rootSeen := false
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("ext4: walking %s: %w", p, err)
@@ -67,6 +70,10 @@ func readTree(fsys fs.FS) ([]*node, error) {
 		}
 		mode := info.Mode()
 		if p == "." {
+			if rootSeen { // an entry with an empty name joins back to "."
+				return fmt.Errorf("ext4: the tree holds an entry with an empty name (%q)", d.Name())
+			}
+			rootSeen = true
 			if !mode.IsDir() {
 				return errors.New("ext4: the tree's root is not a directory")
 			}
@@ -77,9 +84,13 @@ func readTree(fsys fs.FS) ([]*node, error) {
 			return checkLostFound(fsys, mode)
 		}
 		n := &node{path: p, name: path.Base(p), perm: perm(mode)}
-		if len(n.name) > 255 {
-			return fmt.Errorf("ext4: name of %s is longer than 255 bytes", p)
+		if err := checkName(p, n.name); err != nil {
+			return err
 		}
+		if seen[p] {
+			return fmt.Errorf("ext4: %s appears twice in the tree", p)
+		}
+		seen[p] = true
 		parent, ok := index[path.Dir(p)]
 		if !ok {
 			return fmt.Errorf("ext4: %s: parent directory not seen first", p)
@@ -102,8 +113,8 @@ func readTree(fsys fs.FS) ([]*node, error) {
 			if err != nil {
 				return fmt.Errorf("ext4: reading symlink %s: %w", p, err)
 			}
-			if t == "" {
-				return fmt.Errorf("ext4: symlink %s has an empty target", p)
+			if t == "" || strings.IndexByte(t, 0) >= 0 {
+				return fmt.Errorf("ext4: symlink %s has an empty target or one with a NUL byte", p)
 			}
 			n.target, n.size = t, uint64(len(t))
 		default:
@@ -121,6 +132,17 @@ func readTree(fsys fs.FS) ([]*node, error) {
 	}
 	nodes[0].ino = rootIno
 	return nodes, nil
+}
+
+// checkName rejects names a directory entry cannot hold.
+func checkName(p, name string) error {
+	switch {
+	case len(name) > 255:
+		return fmt.Errorf("ext4: name of %s is longer than 255 bytes", p)
+	case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || !fs.ValidPath(p):
+		return fmt.Errorf("ext4: %q is not a valid entry name", p)
+	}
+	return nil
 }
 
 // checkLostFound accepts a top-level lost+found only when it is an empty
