@@ -9,7 +9,9 @@ import (
 )
 
 func TestClassify(t *testing.T) {
-	v3 := testConfig(func(c *Config) { c.Addrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")} })
+	v3 := testConfig(func(c *Config) {
+		c.Addrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("192.0.2.101/32")}
+	})
 	v2 := testConfig(func(c *Config) { c.VRID, c.Version = 52, 2 })
 	uni := testConfig(func(c *Config) { c.VRID, c.Peers = 53, []netip.Addr{upper} })
 	routers := []*Config{v3, v2, uni}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/piimage/piimage/services/vip/internal/lab"
+	lab "github.com/piimage/piimage/services/vip/viplab"
 )
 
 func TestMain(m *testing.M) {

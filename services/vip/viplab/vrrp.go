@@ -1,4 +1,4 @@
-package lab
+package viplab
 
 import (
 	"context"
@@ -68,16 +68,18 @@ func NodeMain() {
 	if path == "" {
 		return
 	}
-	if err := runNode(path, os.Getenv(envNodeNS)); err != nil {
+	if err := runNode(path); err != nil {
 		fmt.Fprintln(os.Stderr, "lab node:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// runNode runs the VIP service from the overlay at path, after making sure
-// the process is inside the lab namespace ns and not the machine's own.
-func runNode(path, ns string) error {
+// CheckInLab returns nil only when this process runs inside the lab
+// namespace it was started in (by Reexec or StartOurs), never in the
+// namespace of the process that started it.
+func CheckInLab() error {
+	ns := os.Getenv(envNodeNS)
 	if !strings.HasPrefix(ns, "piimg-vip") {
 		return fmt.Errorf("refusing to run outside a lab namespace (got %q)", ns)
 	}
@@ -87,6 +89,32 @@ func runNode(path, ns string) error {
 	}
 	if self.Ino != want.Ino || self.Dev != want.Dev || nsID(&self) == os.Getenv(envLauncherNS) {
 		return fmt.Errorf("refusing to run: not inside network namespace %s", ns)
+	}
+	return nil
+}
+
+// Reexec returns a command running this binary inside the node's namespace
+// with env added; the child must call CheckInLab before using the network.
+func (n *Node) Reexec(env []string, logw io.Writer, args ...string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	host, err := launcherNS()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.NS, exe}, args...)...)
+	cmd.Env = append(append(os.Environ(), env...), envNodeNS+"="+n.NS, envLauncherNS+"="+host)
+	cmd.Stderr = logw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, nil
+}
+
+// runNode runs the VIP service from the overlay at path inside the lab.
+func runNode(path string) error {
+	if err := CheckInLab(); err != nil {
+		return err
 	}
 	node, err := overlays.Load(path)
 	if err != nil {
@@ -148,22 +176,15 @@ type ours struct {
 // StartOurs runs our VIP service with spec inside the node, writing its
 // overlay to dir and its log to logw.
 func (n *Node) StartOurs(s Spec, dir string, logw io.Writer) (Proc, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	path := filepath.Join(dir, filepath.Base(n.NS)+".yaml")
 	if err := os.WriteFile(path, []byte(n.Overlay(s)), 0o644); err != nil {
 		return nil, err
 	}
-	host, err := launcherNS()
+	cmd, err := n.Reexec([]string{envNodeConfig + "=" + path}, logw)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.NS, exe)
-	cmd.Env = append(os.Environ(), envNodeConfig+"="+path, envNodeNS+"="+n.NS, envLauncherNS+"="+host)
-	cmd.Stdout, cmd.Stderr = logw, logw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout = logw
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -1,11 +1,11 @@
-// Package lab builds throw-away networks of namespaces joined by a bridge
+// Package viplab builds throw-away networks of namespaces joined by a bridge
 // for the VIP service's interoperability tests and failover benchmark, and
 // runs VRRP nodes in them: ours (this binary re-executed inside a
 // namespace) and keepalived.
 //
 // Nothing here touches the machine's own network namespace: every link is
 // created inside a namespace the lab made, and Close deletes them all.
-package lab
+package viplab
 
 import (
 	"bytes"
