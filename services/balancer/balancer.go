@@ -168,15 +168,18 @@ func (b *Balancer) Reload(node *overlays.Node) error {
 	return b.ReloadConfig(ConfigFromOverlay(node.Balancer))
 }
 
-// ReloadConfig is Reload for a Config.
+// ReloadConfig is Reload for a Config; an empty Addr keeps the current one.
 func (b *Balancer) ReloadConfig(cfg Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := b.cfg.Load()
+	if cfg.Addr == "" {
+		cfg.Addr = cur.Addr
+	}
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return fmt.Errorf("reloading balancer: %w", err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	cur := b.cfg.Load()
 	if ch := cur.frontendChanges(c); len(ch) > 0 {
 		return fmt.Errorf("reloading balancer: changing %v needs a restart", ch)
 	}

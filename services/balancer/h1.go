@@ -387,8 +387,9 @@ func (x *exchange) run() int {
 		bc.c.SetReadDeadline(time.Now().Add(cfg.ServerTimeout))
 		raw, inBuf, err := x.readResponseHead()
 		if err != nil {
+			nothing := bc.br.Buffered() == 0
 			bc.close()
-			if bc.reused && !fresh && !req.hasBody() && isEOF(err) {
+			if bc.reused && !fresh && !req.hasBody() && !isTimeout(err) && nothing {
 				continue // closed while idle: the request never arrived
 			}
 			x.err = err
