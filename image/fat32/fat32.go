@@ -151,6 +151,10 @@ func putEntry(e []byte, sn [11]byte, attr byte, cluster, size uint32, ts stamp) 
 // long names (no control characters or "*/:<>?\|, no trailing dot or space)
 // and unique ignoring case within a directory.
 //
+// The volume fills size rounded down to whole 512-byte sectors; data clusters
+// are 512 bytes up to 260 MiB and 4 KiB above (see Options.SectorsPerCluster),
+// and size must be at least about 33 MiB for FAT32 to have 65525 clusters.
+//
 // Write never reads from w and writes only inside [0, size), in increasing
 // offsets: the boot sectors, both FATs up to the last used entry, then every
 // directory and file in walk order, each in contiguous clusters. It assumes
@@ -166,6 +170,11 @@ func Write(w io.WriterAt, size int64, fsys fs.FS, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("writing FAT32: %w", err)
 	}
+	return write(w, l, bi, fsys, newStamp(opts.ModTime))
+}
+
+// write builds the volume with geometry l; Write has validated everything else.
+func write(w io.WriterAt, l layout, bi bootInfo, fsys fs.FS, ts stamp) error {
 	root, err := readTree(fsys)
 	if err != nil {
 		return fmt.Errorf("writing FAT32: %w", err)
@@ -188,6 +197,6 @@ func Write(w io.WriterAt, size int64, fsys fs.FS, opts Options) error {
 			return fmt.Errorf("writing FAT32 FAT %d: %w", i+1, err)
 		}
 	}
-	ww := &dataWriter{w: w, fsys: fsys, l: l, ts: newStamp(opts.ModTime), label: bi.label}
-	return ww.writeNodes(p.order)
+	dw := &dataWriter{w: w, fsys: fsys, l: l, ts: ts, label: bi.label}
+	return dw.writeNodes(p.order)
 }

@@ -35,6 +35,14 @@ type FS struct {
 	dirs map[uint32][]dirent // parsed directories by first cluster
 }
 
+var (
+	_ fs.ReadDirFS  = (*FS)(nil)
+	_ fs.ReadFileFS = (*FS)(nil)
+	_ fs.StatFS     = (*FS)(nil)
+	_ io.ReaderAt   = (*file)(nil)
+	_ io.Seeker     = (*file)(nil)
+)
+
 // dirent is one parsed directory entry.
 type dirent struct {
 	name    string // long name, or the 8.3 name when there is none
@@ -124,7 +132,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 func (f *FS) loadFAT(off int64) error {
 	n := int64(f.clusters) + 2
 	f.fat = make([]uint32, 0, min(n, 1<<18))
-	chunk := make([]byte, 1<<20)
+	chunk := make([]byte, min(n*4, 1<<20))
 	for done := int64(0); done < n; {
 		k := min(n-done, int64(len(chunk)/4))
 		if _, err := f.r.ReadAt(chunk[:k*4], off+done*4); err != nil {
