@@ -105,7 +105,10 @@ func selfSpec(t *testing.T, name, mode string) Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Spec{Name: name, Command: Command{Path: exe, Args: []string{name}, Env: []string{childEnv + "=" + mode}}}
+	return Spec{Name: name, Command: Command{Path: exe, Args: []string{name}, Env: []string{childEnv + "=" + mode,
+		// Under -race a process sleeps 1s at exit by default, longer
+		// than the grace periods here.
+		"GORACE=atexit_sleep_ms=0"}}}
 }
 
 // waitFor polls cond until it holds or 10 s pass.
@@ -187,7 +190,8 @@ func TestRealStop(t *testing.T) {
 		t.Errorf("stubborn = %+v, want stopped by SIGKILL", st)
 	}
 	if st := status(s, "polite"); st.State != StateStopped || st.LastExit != "exit status 0" {
-		t.Errorf("polite = %+v, want stopped with exit 0", st)
+		l, _ := s.Logs("polite")
+		t.Errorf("polite = %+v, want stopped with exit 0; logs %q", st, l)
 	}
 	if l, _ := s.Logs("polite"); strings.Join(l, "|") != "ready|got SIGTERM" {
 		t.Errorf("polite logs = %q", l)
