@@ -52,8 +52,11 @@ func smallTree() fstest.MapFS {
 	}
 }
 
-// piTree is shaped like the Raspberry Pi boot partition.
-func piTree() fstest.MapFS {
+// piTree is shaped like the Raspberry Pi boot partition. Tests share one
+// copy of its 46 MB kernel and must not modify the map.
+var piTree = sync.OnceValue(newPiTree)
+
+func newPiTree() fstest.MapFS {
 	m := fstest.MapFS{
 		"bootcode.bin":               {Data: content("bootcode.bin", 52_456)},
 		"start.elf":                  {Data: content("start.elf", 2_975_488)},
@@ -237,11 +240,12 @@ func fsckClean(t *testing.T, img string) {
 	}
 }
 
-// mtools runs an mtools command on img and returns its output.
+// mtools runs an mtools command and returns its output. mtools_skip_check
+// is not set, so mtools applies its own consistency checks to our volumes.
 func mtools(t *testing.T, tool string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(needTool(t, tool), args...)
-	cmd.Env = append(os.Environ(), "mtools_skip_check=1", "LC_ALL=C.UTF-8")
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %q: %v\n%s", tool, args, err, out)

@@ -375,7 +375,8 @@ func (f *FS) dirCluster(e dirent) uint32 {
 	return e.cluster
 }
 
-// Open opens the named file or directory for reading.
+// Open opens the named file or directory for reading. Regular files also
+// implement io.ReaderAt and io.Seeker; directories fs.ReadDirFile.
 func (f *FS) Open(name string) (fs.File, error) {
 	e, err := f.lookup("open", name)
 	if err != nil {

@@ -224,3 +224,28 @@ func TestOptions(t *testing.T) {
 		t.Errorf("ModTime = %v, want %v", st.ModTime(), want)
 	}
 }
+
+// orderedDisk fails writes that go backwards or leave [0, size).
+type orderedDisk struct {
+	*sparseDisk
+	end int64
+}
+
+func (d *orderedDisk) WriteAt(p []byte, off int64) (int, error) {
+	if off < d.end {
+		return 0, fmt.Errorf("write at %d goes back before %d", off, d.end)
+	}
+	d.end = off + int64(len(p))
+	return d.sparseDisk.WriteAt(p, off)
+}
+
+// TestWriteOrder checks the documented write pattern: increasing offsets
+// inside [0, size), so w may be a stream-like sparse file.
+func TestWriteOrder(t *testing.T) {
+	for _, size := range []int64{64*mib + 511, 300 * mib} {
+		d := &orderedDisk{sparseDisk: newSparseDisk(size)}
+		if err := Write(d, size, smallTree(), Options{ModTime: testTime}); err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+	}
+}
