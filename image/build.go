@@ -136,9 +136,10 @@ func part(w io.WriterAt, e Extent) io.WriterAt {
 
 func writeBoot(w io.WriterAt, p *Plan, ext [4]Extent, _ *Result) error {
 	return fat32.Write(part(w, ext[PartBoot-1]), ext[PartBoot-1].Size, p.Boot, fat32.Options{
-		Label:    "PIBOOT",
-		VolumeID: p.BootVolumeID,
-		ModTime:  p.ModTime,
+		Label:         "PIBOOT",
+		VolumeID:      p.BootVolumeID,
+		ModTime:       p.ModTime,
+		HiddenSectors: uint32(ext[PartBoot-1].Offset / SectorSize),
 	})
 }
 
