@@ -1,7 +1,7 @@
 // Package node is the init of a piimage node. One binary runs in three
 // modes:
 //
-//   - PID 1 on a Raspberry Pi (pid 1, no arguments): mounts, finds the boot
+//   - PID 1 on a Raspberry Pi (pid 1; arguments are ignored): mounts, finds the boot
 //     disk, reads the overlay, configures the network, serves the admin
 //     API, supervises the role's services, feeds the watchdog, reaps
 //     orphans, and reboots or powers off cleanly.
@@ -30,12 +30,17 @@ type Registry map[string]services.Factory
 // Main runs the init in the mode its pid and arguments select and returns
 // the process's exit code. As PID 1 it never returns.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, registry Registry) int {
-	if len(args) > 0 && args[0] == "service" {
-		return serviceMain(ctx, args[1:], stderr, registry)
-	}
-	if os.Getpid() == 1 && len(args) == 0 {
+	if os.Getpid() == 1 {
+		// Arguments are kernel command line words the kernel did not
+		// know; PID 1 must never exit over them (that panics the kernel).
+		if len(args) > 0 {
+			fmt.Fprintf(stdout, "piimage: ignoring arguments %q\n", args)
+		}
 		pid1Main(ctx, stdout, registry)
 		return 1 // not reached
+	}
+	if len(args) > 0 && args[0] == "service" {
+		return serviceMain(ctx, args[1:], stderr, registry)
 	}
 	return processMain(ctx, args, stdout, stderr, registry)
 }

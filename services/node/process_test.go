@@ -99,6 +99,9 @@ var adminLine = regexp.MustCompile(`admin API on http://(127\.0\.0\.1:\d+)`)
 // --no-network: the supervisor re-executes the test binary as the "web"
 // service (TestMain), and the admin API on loopback shows it.
 func TestProcessNoNetwork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: with --no-network each service gets a network namespace of its own")
+	}
 	t.Setenv(childEnv, "1") // inherited by the re-executed service
 	dir := t.TempDir()
 	ov := filepath.Join(dir, "node.yaml")
@@ -142,6 +145,10 @@ func TestProcessNoNetwork(t *testing.T) {
 	if s := st.Services[0]; s.Name != "web" || s.State != "running" || s.PID == 0 {
 		t.Errorf("web = %+v", s)
 	}
+	self, _ := os.Readlink("/proc/self/ns/net")
+	if child, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.Services[0].PID), "ns", "net")); err != nil || child == self {
+		t.Errorf("with --no-network the service runs in network namespace %q (%v); want a new one, not %q", child, err, self)
+	}
 	if code, body := httpGet(t, base+"/health"); code != 200 {
 		t.Errorf("/health = %d %q", code, body)
 	}
@@ -168,15 +175,13 @@ func TestProcessNoNetwork(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Main did not return after cancel")
 	}
-	if _, err := os.Stat(filepath.Join("/proc", itoa(pid))); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); !os.IsNotExist(err) {
 		t.Errorf("service pid %d still exists after the node stopped", pid)
 	}
 	if b, _ := os.ReadFile(filepath.Join(state, "logs", "init.log")); !strings.Contains(string(b), "fake stopping") {
 		t.Errorf("logs/init.log lacks the service's last line:\n%s", b)
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func getStatus(t *testing.T, base string) admin.Status {
 	t.Helper()

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/piimage/piimage/services/admin"
@@ -135,10 +137,27 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	if ctx.Err() == nil {
 		r.startServices(sup)
 		r.con.say("%s up (overlay from %s)", node.Hostname, r.loaded.info.Source)
-		select {
-		case <-ctx.Done():
-		case act = <-requests:
-		case act = <-reboots:
+		hups := make(chan os.Signal, 1)
+		signal.Notify(hups, syscall.SIGHUP)
+		defer signal.Stop(hups)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case act = <-requests:
+				break wait
+			case act = <-reboots:
+				break wait
+			case <-hups:
+				// The services re-read their overlay file and keep
+				// their configuration when it is invalid.
+				for _, st := range sup.Status() {
+					if err := sup.Signal(st.Name, syscall.SIGHUP); err != nil {
+						r.log.Warn("reload", "service", st.Name, "err", err)
+					}
+				}
+			}
 		}
 	}
 	r.con.say("%s: stopping services", act)
@@ -190,6 +209,10 @@ func (r *instance) startServices(sup *supervise.Supervisor) {
 				Path: r.exe,
 				Args: []string{os.Args[0], "service", name, "--overlay", r.loaded.info.Path, "--sock", sock},
 				Env:  os.Environ(),
+				// Without network permission a service may still send
+				// (VRRP adverts, mirror traffic): give it a network
+				// namespace of its own with nothing in it.
+				NewNetNS: !r.network,
 			},
 		})
 		if err != nil {

@@ -37,6 +37,10 @@ type Command struct {
 	Env []string
 	// Output receives the child's stdout and stderr.
 	Output io.Writer
+	// NewNetNS starts the child in a new, empty network namespace (root
+	// only), so it can send nothing to any real network: the node's
+	// --no-network mode. Path-based unix sockets still connect.
+	NewNetNS bool
 }
 
 // Starter starts child processes and reports their ends. The real one

@@ -120,6 +120,9 @@ func (r *Reaper) Start(cmd Command, exited func(Exit)) (int, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
+	if cmd.NewNetNS {
+		attr.Sys.Cloneflags = syscall.CLONE_NEWNET
+	}
 	drained := make(chan struct{})
 	r.mu.Lock()
 	pid, err := syscall.ForkExec(cmd.Path, cmd.Args, attr)
