@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -199,46 +198,6 @@ func checkMarkers(t *testing.T, img, name string, size, stride int64) {
 			t.Errorf("%s: marker at %d is %x in block %d, want %x", name, off, got[:n], blocks[i], want[:n])
 		}
 	}
-}
-
-// TestMountReadWrite mounts the filesystem with the kernel (root only),
-// reads every file, writes new files, and checks it is still clean.
-func TestMountReadWrite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
-	needTool(t, "mount", "umount", "e2fsck")
-	tree := bigTreeOnce()
-	img := buildImage(t, 1536*mib, tree, testOptions())
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
-		t.Skipf("mount -o loop failed (no loop devices here?): %v: %s", err, out)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-				t.Errorf("umount: %v: %s", err, out)
-			}
-			mounted = false
-		}
-	}
-	t.Cleanup(unmount)
-	compareTree(t, tree, dir, allPerm)
-	if err := os.WriteFile(filepath.Join(dir, "new.txt"), []byte("written by the kernel\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 { // grows the 2,000-entry linear directory
-		p := filepath.Join(dir, "site/many", fmt.Sprintf("new-%03d", i))
-		if err := os.WriteFile(p, bytes.Repeat([]byte{byte(i)}, i*100), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Remove(filepath.Join(dir, "hello.txt")); err != nil {
-		t.Fatal(err)
-	}
-	unmount()
-	fsck(t, img)
 }
 
 // TestDeterminism builds the same tree twice and compares the bytes.
