@@ -232,21 +232,7 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 	wctx, wcancel := context.WithCancel(context.Background())
 	go wd.feed(wctx)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
-	requests := make(chan action, 1)
-	go func() {
-		for s := range sigs {
-			a := actionReboot
-			if s == syscall.SIGUSR2 {
-				a = actionPoweroff
-			}
-			select {
-			case requests <- a:
-			default:
-			}
-		}
-	}()
+	requests := shutdownSignals()
 	rt := &instance{
 		con:        b.con,
 		log:        b.log,
@@ -270,6 +256,27 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 	}
 	wcancel()
 	b.shutdown(act, wd)
+}
+
+// shutdownSignals turns SIGTERM and SIGINT (Ctrl-Alt-Del) into reboot
+// requests and SIGUSR2 into power off, as busybox init does.
+func shutdownSignals() <-chan action {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
+	requests := make(chan action, 1)
+	go func() {
+		for s := range sigs {
+			a := actionReboot
+			if s == syscall.SIGUSR2 {
+				a = actionPoweroff
+			}
+			select {
+			case requests <- a:
+			default:
+			}
+		}
+	}()
+	return requests
 }
 
 // shutdown syncs, unmounts /data and /boot, disarms the watchdog and

@@ -68,7 +68,6 @@ type instance struct {
 // requested (from requests or POST /reboot), stops the services and
 // returns the action.
 func (r *instance) run(ctx context.Context, requests <-chan action) (action, error) {
-	node := r.loaded.node
 	bg, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
@@ -81,8 +80,44 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	wg.Go(func() { sup.Run(bg) })
 
 	reboots := make(chan action, 1)
+	lns, err := r.listen(ctx)
+	if err != nil {
+		return actionExit, err
+	}
+	srv := r.adminServer(sup, reboots)
+	wg.Go(func() {
+		if err := srv.Serve(bg, lns); err != nil {
+			r.log.Error("admin API stopped", "err", err)
+		}
+	})
+
+	eth0Ready := make(chan struct{})
+	if r.network {
+		wg.Go(func() { r.configureNetwork(bg, eth0Ready) })
+	} else {
+		close(eth0Ready)
+	}
+	r.waitForEth0(ctx, eth0Ready)
+
+	act := actionExit
+	if ctx.Err() == nil {
+		r.startServices(sup)
+		r.con.say("%s up (overlay from %s)", r.loaded.node.Hostname, r.loaded.info.Source)
+		act = r.serve(ctx, sup, requests, reboots)
+	}
+	r.con.say("%s: stopping services", act)
+	sctx, scancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer scancel()
+	if err := sup.Stop(sctx); err != nil {
+		r.log.Error("stopping services", "err", err)
+	}
+	return act, nil
+}
+
+// adminServer returns the node's admin API; POST /reboot sends on reboots.
+func (r *instance) adminServer(sup *supervise.Supervisor, reboots chan<- action) *admin.Server {
 	srv := &admin.Server{
-		Node:     node,
+		Node:     r.loaded.node,
 		Release:  r.release,
 		Slot:     r.slot,
 		Overlay:  r.loaded.info,
@@ -104,69 +139,49 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	if r.network {
 		srv.Addresses = func() []admin.Address { return interfaceAddrs("eth0", "wlan0") }
 	}
-	lns, err := r.listen(ctx)
-	if err != nil {
-		return actionExit, err
-	}
-	wg.Go(func() {
-		if err := srv.Serve(bg, lns); err != nil {
-			r.log.Error("admin API stopped", "err", err)
-		}
-	})
+	return srv
+}
 
-	eth0Ready := make(chan struct{})
-	if r.network {
-		wg.Go(func() { r.configureNetwork(bg, eth0Ready) })
-	} else {
-		close(eth0Ready)
-	}
+// waitForEth0 waits until ready is closed, the link wait is over or ctx
+// is done, whichever comes first.
+func (r *instance) waitForEth0(ctx context.Context, ready <-chan struct{}) {
 	wait := r.linkWait
 	if wait == 0 {
 		wait = linkWait
 	}
 	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
-	case <-eth0Ready:
+	case <-ready:
 	case <-t.C:
 		r.con.say("eth0 is not configured after %v; starting the services anyway and still trying", wait)
 	case <-ctx.Done():
 	}
-	t.Stop()
+}
 
-	act := actionExit
-	if ctx.Err() == nil {
-		r.startServices(sup)
-		r.con.say("%s up (overlay from %s)", node.Hostname, r.loaded.info.Source)
-		hups := make(chan os.Signal, 1)
-		signal.Notify(hups, syscall.SIGHUP)
-		defer signal.Stop(hups)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case act = <-requests:
-				break wait
-			case act = <-reboots:
-				break wait
-			case <-hups:
-				// The services re-read their overlay file and keep
-				// their configuration when it is invalid.
-				for _, st := range sup.Status() {
-					if err := sup.Signal(st.Name, syscall.SIGHUP); err != nil {
-						r.log.Warn("reload", "service", st.Name, "err", err)
-					}
+// serve runs the up node until ctx is done or an action is requested.
+// SIGHUP makes every service re-read its overlay file (each keeps its
+// configuration when the file is invalid).
+func (r *instance) serve(ctx context.Context, sup *supervise.Supervisor, requests, reboots <-chan action) action {
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	for {
+		select {
+		case <-ctx.Done():
+			return actionExit
+		case a := <-requests:
+			return a
+		case a := <-reboots:
+			return a
+		case <-hups:
+			for _, st := range sup.Status() {
+				if err := sup.Signal(st.Name, syscall.SIGHUP); err != nil {
+					r.log.Warn("reload", "service", st.Name, "err", err)
 				}
 			}
 		}
 	}
-	r.con.say("%s: stopping services", act)
-	sctx, scancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer scancel()
-	if err := sup.Stop(sctx); err != nil {
-		r.log.Error("stopping services", "err", err)
-	}
-	return act, nil
 }
 
 // listen opens the admin API's listeners. The loopback one must work;

@@ -304,6 +304,8 @@ func (s *Supervisor) stopLocked(svc *service) chan struct{} {
 		svc.state = StateStopped
 		return nil
 	case StateRunning:
+	case StateStopping:
+		return svc.done // a second Stop waits too
 	default:
 		return nil
 	}
