@@ -11,7 +11,15 @@
 // 64bit, flex_bg (incompat); sparse_super, large_file, huge_file, dir_nlink,
 // extra_isize, metadata_csum (ro_compat). There is no resize inode and no
 // reserved GDT blocks; directories are linear (the kernel indexes them itself
-// once it needs to); inodes are 256 bytes.
+// once it needs to); inodes are 256 bytes; no blocks are reserved for root
+// (everything on the device runs as root); the journal is an empty jbd2 v2
+// log with no optional features, as mke2fs makes it.
+//
+// Layout: the bitmaps and inode tables of all groups are packed after the
+// primary group descriptors (flex_bg), then come the journal, the
+// directories and the file data in walk order, each file contiguous except
+// where a backup superblock is in the way. Inodes are numbered in walk
+// order from 12 (11 is lost+found).
 //
 // Write writes only metadata and file data: it assumes that every byte of w
 // it does not write reads as zero (the image builder hands it a sparse,
@@ -46,7 +54,9 @@ type Options struct {
 	// 1024).
 	InodeRatio int
 	// JournalBlocks is the journal length in blocks (0 means mke2fs's
-	// default for the filesystem size; at least 1024).
+	// default for the filesystem size: 1024 blocks below 128 MiB of 4 KiB
+	// blocks, 4096 below 1 GiB, 8192 below 2 GiB, 16384 below 16 GiB).
+	// It must be 1024..10240000 and fit.
 	JournalBlocks int
 }
 
@@ -56,9 +66,11 @@ type Options struct {
 // The tree is walked with fs.WalkDir; regular files, directories and
 // symlinks (fs.ModeSymlink, target from fs.ReadLink) are supported, anything
 // else is an error. Permissions (with setuid, setgid and sticky bits) come
-// from the entries' modes, owners are uid/gid 0. A top-level "lost+found"
-// in the tree must be an empty directory; the filesystem gets its own.
-// A size that is not a multiple of the block size is rounded down.
+// from the entries' modes, the root directory's from the tree's "." (note
+// that testing/fstest.MapFS gives a "." without its own entry mode 0555);
+// owners are uid/gid 0. A top-level "lost+found" in the tree must be an
+// empty directory; the filesystem gets its own. A size that is not a
+// multiple of the block size is rounded down.
 //
 // Write never reads from w and never writes outside [0, size). It assumes
 // unwritten bytes of w read as zero.
@@ -101,8 +113,8 @@ func (o Options) normalize(size int64) (Options, error) {
 	if o.InodeRatio < 1024 {
 		return o, fmt.Errorf("ext4: inode ratio %d is below 1024", o.InodeRatio)
 	}
-	if o.JournalBlocks != 0 && o.JournalBlocks < minJournalBlocks {
-		return o, fmt.Errorf("ext4: journal of %d blocks is below the minimum of %d", o.JournalBlocks, minJournalBlocks)
+	if o.JournalBlocks != 0 && (o.JournalBlocks < minJournalBlocks || o.JournalBlocks > maxJournalBlocks) {
+		return o, fmt.Errorf("ext4: journal of %d blocks is outside %d..%d", o.JournalBlocks, minJournalBlocks, maxJournalBlocks)
 	}
 	if o.ModTime.IsZero() {
 		o.ModTime = time.Unix(0, 0)

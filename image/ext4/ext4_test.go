@@ -51,21 +51,24 @@ func TestSizes(t *testing.T) {
 		size      int64
 		blockSize int
 		tree      fs.FS
+		journal   int
 	}{
-		{"16MiB", 16 * mib, 0, smallTree()},
-		{"16MiB-1k", 16 * mib, 1024, smallTree()},
-		{"100MiB-2k", 100 * mib, 2048, smallTree()},
-		{"128MiB-1k", 128 * mib, 1024, bigTreeOnce()}, // 60 MB file: depth-1 extent tree
-		{"256MiB", 256 * mib, 0, smallTree()},
-		{"1.5GiB", 1536 * mib, 0, bigTreeOnce()},
-		{"4GiB", 4 * gib, 0, smallTree()},
-		{"odd", 200*mib + 12345, 0, smallTree()},
-		{"empty", 64 * mib, 0, fstest.MapFS{}},
+		{"16MiB", 16 * mib, 0, smallTree(), 0},
+		{"16MiB-1k", 16 * mib, 1024, smallTree(), 0},
+		{"100MiB-2k", 100 * mib, 2048, smallTree(), 0},
+		{"128MiB-1k", 128 * mib, 1024, bigTreeOnce(), 0}, // 60 MB file: depth-1 extent tree
+		{"256MiB", 256 * mib, 0, smallTree(), 0},
+		{"1.5GiB", 1536 * mib, 0, bigTreeOnce(), 0},
+		{"4GiB", 4 * gib, 0, smallTree(), 0},
+		{"odd", 200*mib + 12345, 0, smallTree(), 0},
+		{"empty", 64 * mib, 0, fstest.MapFS{}, 0},
+		{"journal", 64 * mib, 0, smallTree(), 2500},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := testOptions()
 			o.BlockSize = tt.blockSize
+			o.JournalBlocks = tt.journal
 			img := buildImage(t, tt.size, tt.tree, o)
 			fsck(t, img)
 			compareTree(t, tt.tree, rdump(t, img), rdumpPerm())

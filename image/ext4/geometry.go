@@ -15,7 +15,8 @@ const (
 	journalIno       = 8
 	lostFoundIno     = 11
 	minJournalBlocks = 1024
-	maxExtentLen     = 32768 // blocks in one initialized extent
+	maxJournalBlocks = 10240000 // mke2fs's limit
+	maxExtentLen     = 32768    // blocks in one initialized extent
 	logGroupsPerFlex = 4
 )
 
