@@ -99,6 +99,8 @@ func bootTree(o Options, kernelDir, firmwareDir string, diskID uint32, relJSON [
 // good copy, and the web root on web nodes.
 func dataTree(o Options) (fs.FS, error) {
 	m := fstest.MapFS{
+		".":          {Mode: fs.ModeDir | 0o755},
+		"piimage":    {Mode: fs.ModeDir | 0o700},
 		LastGoodPath: {Data: o.OverlayBytes, Mode: 0o600},
 	}
 	if o.Node.Role != overlays.RoleWeb && o.SiteDir == "" {

@@ -143,6 +143,7 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 func rootTree(initData, relJSON []byte) fs.FS {
 	dir := &fstest.MapFile{Mode: fs.ModeDir | 0o755}
 	return fstest.MapFS{
+		".":         dir,
 		"init":      {Data: initData, Mode: 0o755},
 		ReleasePath: {Data: relJSON, Mode: 0o644},
 		"boot":      dir, "data": dir, "dev": dir, "etc": dir,
