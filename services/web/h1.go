@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -86,6 +87,9 @@ func (c *conn) serve() {
 			}
 			return
 		}
+		// The settings may have been reloaded while the connection
+		// waited: answer with the current ones.
+		st = c.srv.site.Load()
 		now := time.Now()
 		if status := parseHead(c.rbuf[c.start:headEnd], &c.h, st.cfg.MaxURIBytes); status != 0 {
 			c.start = headEnd
@@ -165,16 +169,16 @@ func (c *conn) readHead(st *site) (int, error) {
 			c.start, c.end, c.scanned = 0, 0, 0
 		} else if n := findHeadEnd(c.rbuf[c.start:c.end], c.scanned); n >= 0 {
 			c.scanned = 0
+			if n > st.cfg.MaxHeaderBytes {
+				return 0, tooLarge(c.rbuf[c.start:c.end], &st.cfg)
+			}
 			return c.start + n, nil
 		} else {
 			c.scanned = c.end - c.start
 		}
 		buffered := c.end - c.start
 		if buffered >= st.cfg.MaxHeaderBytes {
-			if bytesIndexNL(c.rbuf[c.start:c.end]) < 0 {
-				return 0, errURITooLong
-			}
-			return 0, errHeadTooLarge
+			return 0, tooLarge(c.rbuf[c.start:c.end], &st.cfg)
 		}
 		// Need more bytes: answers waiting in the buffer go out first.
 		if len(c.wbuf) > 0 && !c.flush(st) {
@@ -208,13 +212,13 @@ func (c *conn) readHead(st *site) (int, error) {
 	}
 }
 
-func bytesIndexNL(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
+// tooLarge tells which limit a head beyond MaxHeaderBytes breaks: a
+// request line longer than a target may be is 414, else 431.
+func tooLarge(b []byte, cfg *Config) error {
+	if nl := bytes.IndexByte(b, '\n'); nl < 0 || nl > cfg.MaxURIBytes+len("GET  HTTP/1.1\r") {
+		return errURITooLong
 	}
-	return -1
+	return errHeadTooLarge
 }
 
 // makeRoom moves unread bytes to the buffer's start and grows it up to
