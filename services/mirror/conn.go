@@ -1,0 +1,77 @@
+package mirror
+
+import (
+	"bufio"
+	"net"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/piimage/piimage/services/mirror/wire"
+)
+
+// countingConn counts the bytes a TCP connection carries (TLS included):
+// the figure the status page and the benchmark call "on the wire".
+type countingConn struct {
+	net.Conn
+	in, out *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
+}
+
+// frameWriter writes frames through a buffer.
+type frameWriter struct {
+	conn    net.Conn
+	w       *bufio.Writer
+	scratch []byte
+	timeout time.Duration
+}
+
+func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), timeout: timeout}
+}
+
+func (f *frameWriter) write(m wire.Msg) error {
+	f.scratch = wire.Append(f.scratch[:0], m)
+	if f.w.Available() < len(f.scratch) {
+		f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+	}
+	_, err := f.w.Write(f.scratch)
+	return err
+}
+
+func (f *frameWriter) flush() error {
+	if f.w.Buffered() == 0 {
+		return nil
+	}
+	f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+	return f.w.Flush()
+}
+
+// skipCompress lists name endings whose content is compressed already.
+var skipCompress = strings.Fields(`.jpg .jpeg .png .gif .webp .avif .heic .ico
+	.gz .tgz .bz2 .xz .zst .zip .7z .rar .br .lz4
+	.mp3 .mp4 .m4a .m4v .mkv .mov .avi .webm .ogg .ogv .opus .flac
+	.woff .woff2 .pdf .jar .apk .deb .rpm .squashfs .iso`)
+
+// compressible reports whether a file's name suggests its data deflates.
+func compressible(name string) bool {
+	ext := strings.ToLower(path.Ext(name))
+	for _, s := range skipCompress {
+		if ext == s {
+			return false
+		}
+	}
+	return true
+}

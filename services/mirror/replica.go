@@ -1,0 +1,252 @@
+package mirror
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/piimage/piimage/services/mirror/wire"
+)
+
+// keepPartial is the size from which a transfer cut off is kept as the
+// basis of the next try.
+const keepPartial = 1 << 20
+
+// replica keeps its root equal to the primary's.
+type replica struct {
+	cfg Config
+	log *slog.Logger
+	st  *counters
+	ex  *excluder
+	loc *local
+
+	// remote is the primary's tree as last heard, kept across sessions.
+	// Owned by the session goroutine.
+	remote map[string]wire.Item
+
+	mu    sync.Mutex
+	view  ReplicaStatus
+	audit atomic.Bool
+}
+
+func newReplica(cfg Config, log *slog.Logger, st *counters) (*replica, error) {
+	ex, err := newExcluder(cfg.Excludes)
+	if err != nil {
+		return nil, err
+	}
+	return &replica{cfg: cfg, log: log, st: st, ex: ex, remote: map[string]wire.Item{},
+		view: ReplicaStatus{Name: cfg.Name, Addr: cfg.Primary}}, nil
+}
+
+// run keeps a session with the primary up until ctx is done, reconnecting
+// with backoff.
+func (r *replica) run(ctx context.Context) error {
+	if err := os.MkdirAll(r.cfg.Root, 0o755); err != nil {
+		return fmt.Errorf("creating web root: %w", err)
+	}
+	root, err := os.OpenRoot(r.cfg.Root)
+	if err != nil {
+		return fmt.Errorf("opening web root: %w", err)
+	}
+	defer root.Close()
+	r.loc = &local{root: root, dir: r.cfg.Root, fsync: !r.cfg.NoFsync, log: r.log}
+
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(r.cfg.ScanInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				r.audit.Store(true)
+			}
+		}
+	}()
+
+	backoff := 100 * time.Millisecond
+	for {
+		synced, err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.st.setErr(err)
+		r.mu.Lock()
+		r.view.Connected, r.view.InSync = false, false
+		r.mu.Unlock()
+		r.log.Warn("mirror: session with the primary ended", "primary", r.cfg.Primary, "err", err)
+		if synced {
+			backoff = 100 * time.Millisecond
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)/2+1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+// session runs one connection; synced reports whether it got in sync.
+func (r *replica) session(ctx context.Context) (synced bool, err error) {
+	r.st.sessions.Add(1)
+	var in, out atomic.Int64
+	defer func() {
+		r.st.wireIn.Add(in.Load())
+		r.st.wireOut.Add(out.Load())
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	raw, err := r.cfg.Dial(dctx, "tcp", r.cfg.Primary)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("dialing primary: %w", err)
+	}
+	tc := tls.Client(countingConn{Conn: raw, in: &in, out: &out}, r.cfg.Identity.clientConfig(r.cfg.PrimaryName))
+	defer tc.Close()
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		r.st.authFailures.Add(1)
+		return false, fmt.Errorf("TLS handshake with primary: %w", err)
+	}
+	fw := newFrameWriter(tc, 30*time.Second)
+	if err := fw.write(wire.Hello{Version: wire.Version, Name: r.cfg.Name}); err != nil {
+		return false, err
+	}
+	if err := fw.flush(); err != nil {
+		return false, err
+	}
+	rd := wire.NewReader(tc)
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := rd.Read()
+	if err != nil {
+		return false, fmt.Errorf("reading primary's hello: %w", err)
+	}
+	if h, ok := m.(wire.Hello); !ok || h.Version != wire.Version {
+		return false, fmt.Errorf("primary answered %+v, not hello version %d", m, wire.Version)
+	}
+	r.log.Info("mirror: connected to primary", "primary", r.cfg.Primary)
+
+	s := newSyncer(r, time.Now())
+	outq := make(chan wire.Msg, 1024)
+	s.out = outq
+	r.mu.Lock()
+	r.view.Connected, r.view.Since, r.view.SyncedAt = true, s.start, time.Time{}
+	r.mu.Unlock()
+
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	werr := make(chan error, 1)
+	go func() {
+		err := r.writeLoop(sctx, fw, outq)
+		tc.Close() // unblock the reader
+		werr <- err
+	}()
+	go func() {
+		<-sctx.Done()
+		tc.Close()
+	}()
+	defer s.close()
+	for {
+		tc.SetReadDeadline(time.Now().Add(3 * r.cfg.Heartbeat))
+		m, err := rd.Read()
+		if err != nil {
+			scancel()
+			if e := <-werr; e != nil && !errors.Is(e, net.ErrClosed) {
+				err = e
+			}
+			return s.synced, fmt.Errorf("reading from primary: %w", err)
+		}
+		if err := s.handle(m); err != nil {
+			scancel()
+			<-werr
+			return s.synced, err
+		}
+		if r.audit.Swap(false) && !s.inListing {
+			s.reconcile(r.remote, s.lastFinal, false)
+		}
+		s.pump()
+		s.settle()
+		r.publish(s, in.Load(), out.Load())
+	}
+}
+
+// writeLoop sends what the syncer queues, and pings when idle.
+func (r *replica) writeLoop(ctx context.Context, fw *frameWriter, out <-chan wire.Msg) error {
+	hb := time.NewTicker(r.cfg.Heartbeat)
+	defer hb.Stop()
+	var seq uint64
+	wrote := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-out:
+			if err := fw.write(m); err != nil {
+				return err
+			}
+			for more := true; more; {
+				select {
+				case m := <-out:
+					if err := fw.write(m); err != nil {
+						return err
+					}
+				default:
+					more = false
+				}
+			}
+			if err := fw.flush(); err != nil {
+				return err
+			}
+			wrote = true
+		case <-hb.C:
+			if !wrote {
+				seq++
+				if err := fw.write(wire.Ping{Seq: seq}); err != nil {
+					return err
+				}
+				if err := fw.flush(); err != nil {
+					return err
+				}
+			}
+			wrote = false
+		}
+	}
+}
+
+// publish updates the status view from the syncer's state.
+func (r *replica) publish(s *syncer, in, out int64) {
+	now := time.Now()
+	if now.Sub(s.published) < 50*time.Millisecond && !s.idle() {
+		return
+	}
+	s.published = now
+	lag, bytes := s.lag(now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.view.InSync = s.inSync()
+	r.view.Lag, r.view.LagBytes = lag, bytes
+	r.view.AckedGen = s.acked
+	r.view.WireIn, r.view.WireOut = in, out
+	if s.synced && r.view.SyncedAt.IsZero() {
+		r.view.SyncedAt = s.syncedAt
+	}
+}
+
+func (r *replica) status() ReplicaStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.view
+}
