@@ -7,6 +7,8 @@
 //
 //	go run ./bench/balancer [-d 10s] [-c 100] [-t 2]
 //
+// PIIMAGE_BENCH_CPUPROFILE=file writes a CPU profile of the balancer.
+//
 // It needs the Debian packages haproxy and wrk, and uses nginx for the
 // backends when installed (small Go servers otherwise). Everything listens
 // on 127.0.0.1 high ports; config and PID files live in a temp folder; the
@@ -29,6 +31,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -452,6 +456,23 @@ func runBalancer() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
+	if path := os.Getenv("PIIMAGE_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if os.Getenv("PIIMAGE_BENCH_MEMSTATS") != "" {
+		go func() {
+			for ctx.Err() == nil {
+				time.Sleep(time.Second)
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				fmt.Fprintf(os.Stderr, "memstats: heap in use %.1f MB, stacks %.1f MB, sys %.1f MB, goroutines %d\n",
+					float64(m.HeapInuse)/(1<<20), float64(m.StackInuse)/(1<<20), float64(m.Sys)/(1<<20), runtime.NumGoroutine())
+			}
+		}()
+	}
 	if err := b.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench balancer:", err)
 		os.Exit(1)

@@ -125,6 +125,7 @@ type h1conn struct {
 	remote string // ip:port
 	ip     string
 	spill  []byte
+	dl     deadlines
 	req    head
 	resp   head
 
@@ -134,7 +135,7 @@ type h1conn struct {
 	privateBe *backend
 }
 
-var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2048) }}
 
 func (hc *h1conn) serve() {
 	b := hc.b
@@ -163,7 +164,7 @@ func (hc *h1conn) serve() {
 			wait = cfg.ClientTimeout
 		}
 		hc.idle.Store(true)
-		hc.c.SetReadDeadline(time.Now().Add(wait))
+		hc.dl.armRead(hc.c, wait)
 		if hc.f.closing.Load() {
 			return
 		}
@@ -193,9 +194,11 @@ func (hc *h1conn) serve() {
 			hc.reply(he.code, he.msg, false)
 			return
 		}
-		hc.c.SetReadDeadline(time.Time{})
 		if !hc.proxy(cfg, &hc.req) {
 			return
+		}
+		if cap(hc.spill) > 16<<10 {
+			hc.spill = nil // a rare large head: do not keep its buffer
 		}
 	}
 }
@@ -249,7 +252,7 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 		}
 	}
 	if req.expectContinue && req.hasBody() {
-		hc.c.SetWriteDeadline(time.Now().Add(cfg.ClientTimeout))
+		hc.dl.armWrite(hc.c, cfg.ClientTimeout)
 		if _, err := hc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
 			return false
 		}
@@ -343,7 +346,7 @@ type exchange struct {
 	clientErr bool
 }
 
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (x *exchange) run() int {
 	hc, cfg, be, req := x.hc, x.cfg, x.be, x.req
@@ -363,7 +366,7 @@ func (x *exchange) run() int {
 			w = append(w, body...)
 			bodySent = true
 		}
-		bc.c.SetWriteDeadline(time.Now().Add(cfg.ServerTimeout))
+		bc.dl.armWrite(bc.c, cfg.ServerTimeout)
 		_, err = bc.c.Write(w)
 		*wbp = w
 		writeBufs.Put(wbp)
@@ -384,7 +387,7 @@ func (x *exchange) run() int {
 				return r
 			}
 		}
-		bc.c.SetReadDeadline(time.Now().Add(cfg.ServerTimeout))
+		bc.dl.armRead(bc.c, cfg.ServerTimeout)
 		raw, inBuf, err := x.readResponseHead()
 		if err != nil {
 			nothing := bc.br.Buffered() == 0
@@ -444,7 +447,6 @@ func (x *exchange) release(reusable bool) {
 		bc.close()
 		return
 	}
-	bc.c.SetDeadline(time.Time{})
 	bc.reused = true
 	if x.cfg.SendProxyV2 {
 		x.hc.dropPrivate()
@@ -549,8 +551,8 @@ func appendForwarded(w []byte, remote string, host []byte, tls bool) []byte {
 // sendBody streams the rest of the request body to the backend.
 func (x *exchange) sendBody() int {
 	hc, cfg, req := x.hc, x.cfg, x.req
-	src := deadlineReader{hc.br, hc.c, cfg.ClientTimeout}
-	dst := deadlineWriter{x.bc.c, cfg.ServerTimeout}
+	src := deadlineReader{hc.br, hc.c, cfg.ClientTimeout, &hc.dl}
+	dst := deadlineWriter{x.bc.c, cfg.ServerTimeout, &x.bc.dl}
 	var err error
 	if req.chunked {
 		_, err = relayChunked(dst, src, true, cfg.MaxBodyBytes)
@@ -589,7 +591,7 @@ func (x *exchange) readResponseHead() ([]byte, bool, error) {
 			return raw, inBuf, nil
 		}
 		if st != 100 && x.req.minor == 1 {
-			x.hc.c.SetWriteDeadline(time.Now().Add(x.cfg.ClientTimeout))
+			x.hc.dl.armWrite(x.hc.c, x.cfg.ClientTimeout)
 			if _, err := x.hc.c.Write(raw); err != nil {
 				return nil, false, err
 			}

@@ -126,7 +126,7 @@ func TestRelayChunked(t *testing.T) {
 		for _, raw := range []bool{true, false} {
 			var out bytes.Buffer
 			br := bufio.NewReader(strings.NewReader(tt.in))
-			_, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0}, raw, 0)
+			_, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0, nil}, raw, 0)
 			if (err == nil) != tt.ok {
 				t.Errorf("%q raw=%v: err %v", tt.in, raw, err)
 				continue
@@ -142,7 +142,7 @@ func TestRelayChunked(t *testing.T) {
 	}
 	var out bytes.Buffer
 	br := bufio.NewReader(strings.NewReader("5\r\nabcde\r\n5\r\nabcde\r\n0\r\n\r\n"))
-	if _, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0}, true, 8); err != errBodyTooLarge {
+	if _, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0, nil}, true, 8); err != errBodyTooLarge {
 		t.Errorf("limit: %v", err)
 	}
 }
@@ -292,7 +292,7 @@ func FuzzChunked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		var out bytes.Buffer
 		br := bufio.NewReaderSize(strings.NewReader(s), 16)
-		if _, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0}, true, 1<<20); err != nil {
+		if _, err := relayChunked(&out, deadlineReader{br, nopConn{}, 0, nil}, true, 1<<20); err != nil {
 			return
 		}
 		if !strings.HasPrefix(s, out.String()) {
