@@ -231,7 +231,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	} else {
 		err = add(b.listenH1(cfg))
 		if err == nil && cfg.TLS != nil {
-			err = add(b.listenHTTP(cfg, true))
+			err = add(b.listenTLS(cfg))
 		}
 	}
 	if err == nil && cfg.Stats != nil {

@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +32,12 @@ type h1Frontend struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	conns   map[*h1conn]struct{}
+
+	// With TLS, connections that negotiate HTTP/2 go to h2srv, a net/http
+	// server with the ReverseProxy handler; HTTP/1.1 ones stay here.
+	tlsConf *tls.Config
+	h2srv   *http.Server
+	h2ln    *chanListener
 }
 
 func (b *Balancer) listenH1(cfg *Config) (frontend, error) {
@@ -45,6 +52,9 @@ func (b *Balancer) listenH1(cfg *Config) (frontend, error) {
 }
 
 func (f *h1Frontend) serve() error {
+	if f.h2srv != nil {
+		go f.h2srv.Serve(f.h2ln)
+	}
 	var delay time.Duration
 	for {
 		c, err := f.ln.Accept()
@@ -68,12 +78,36 @@ func (f *h1Frontend) serve() error {
 		f.mu.Unlock()
 		go func() {
 			defer f.wg.Done()
+			defer func() {
+				f.mu.Lock()
+				delete(f.conns, hc)
+				f.mu.Unlock()
+			}()
+			if f.tlsConf != nil && !f.handshake(hc) {
+				return
+			}
 			hc.serve()
-			f.mu.Lock()
-			delete(f.conns, hc)
-			f.mu.Unlock()
 		}()
 	}
+}
+
+// handshake runs the TLS handshake of hc and hands an HTTP/2 connection
+// to the net/http server; it reports whether hc is now HTTP/1 over TLS.
+func (f *h1Frontend) handshake(hc *h1conn) bool {
+	cfg := f.b.cfg.Load()
+	tc := tls.Server(hc.c, f.tlsConf)
+	tc.SetDeadline(time.Now().Add(cfg.ClientTimeout))
+	if err := tc.Handshake(); err != nil {
+		tc.Close()
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		f.h2ln.push(tc)
+		return false
+	}
+	hc.c, hc.tls = tc, true
+	return true
 }
 
 // shutdown stops accepting, closes idle connections, lets requests in
@@ -82,6 +116,16 @@ func (f *h1Frontend) serve() error {
 func (f *h1Frontend) shutdown(ctx context.Context) {
 	f.closing.Store(true)
 	f.ln.Close()
+	if f.h2srv != nil {
+		h2done := make(chan struct{})
+		go func() {
+			if f.h2srv.Shutdown(ctx) != nil {
+				f.h2srv.Close()
+			}
+			close(h2done)
+		}()
+		defer func() { <-h2done }()
+	}
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -124,6 +168,7 @@ type h1conn struct {
 	idle   atomic.Bool
 	remote string // ip:port
 	ip     string
+	tls    bool
 	spill  []byte
 	dl     deadlines
 	req    head
@@ -499,11 +544,15 @@ func (x *exchange) appendRequestHead(w []byte) []byte {
 		if len(req.host) > 0 {
 			w = appendField(w, []byte("X-Forwarded-Host"), req.host)
 		}
-		w = append(w, "X-Forwarded-Proto: http\r\n"...)
+		if hc.tls {
+			w = append(w, "X-Forwarded-Proto: https\r\n"...)
+		} else {
+			w = append(w, "X-Forwarded-Proto: http\r\n"...)
+		}
 	}
 	if cfg.Forwarded == "rfc7239" || cfg.Forwarded == "both" {
 		w = append(w, "Forwarded: "...)
-		w = appendForwarded(w, hc.remote, req.host, false)
+		w = appendForwarded(w, hc.remote, req.host, hc.tls)
 		w = append(w, "\r\n"...)
 	}
 	if req.chunked {

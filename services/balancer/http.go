@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,14 +14,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
-// httpProxy is the handler of mode http: it checks the request, picks a
-// backend (by cookie, else by algorithm) and forwards through
-// httputil.ReverseProxy, whose Transport is the proxy itself so that a
-// request that could not connect moves to another backend.
+// httpProxy is the handler of HTTP/2 clients (over TLS): it checks the
+// request, picks a backend (by cookie, else by algorithm) and forwards it
+// as HTTP/1.1 through httputil.ReverseProxy, whose Transport is the proxy
+// itself so that a request that could not connect moves to another
+// backend. HTTP/1 clients are served by the engine in h1.go.
 type httpProxy struct {
 	b  *Balancer
 	rp *httputil.ReverseProxy
@@ -371,73 +369,3 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
-
-// httpFrontend is one HTTP or HTTPS listener.
-type httpFrontend struct {
-	srv *http.Server
-	ln  net.Listener
-	tls bool
-}
-
-func (b *Balancer) listenHTTP(cfg *Config, useTLS bool) (frontend, error) {
-	addr := cfg.Addr
-	if useTLS {
-		addr = cfg.TLS.Addr
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", addr, err)
-	}
-	b.addrs.Lock()
-	if useTLS {
-		b.addrs.tls = ln.Addr()
-	} else {
-		b.addrs.main = ln.Addr()
-	}
-	b.addrs.Unlock()
-	srv := &http.Server{
-		Handler:           b.newHTTPProxy(),
-		ReadHeaderTimeout: cfg.ClientTimeout,
-		IdleTimeout:       cfg.KeepAlive,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
-				b.fe.connsNow.Add(1)
-				b.fe.connsTotal.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				b.fe.connsNow.Add(-1)
-			}
-		},
-	}
-	if useTLS {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: b.getCertificate}
-		var p http.Protocols
-		p.SetHTTP1(true)
-		p.SetHTTP2(!cfg.TLS.NoHTTP2)
-		srv.Protocols = &p
-	}
-	return &httpFrontend{srv: srv, ln: netutil.LimitListener(ln, cfg.MaxConn), tls: useTLS}, nil
-}
-
-func (f *httpFrontend) serve() error {
-	var err error
-	if f.tls {
-		err = f.srv.ServeTLS(f.ln, "", "")
-	} else {
-		err = f.srv.Serve(f.ln)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
-}
-
-func (f *httpFrontend) shutdown(ctx context.Context) {
-	if f.srv.Shutdown(ctx) != nil {
-		f.srv.Close()
-	}
-}
-
-func (f *httpFrontend) close() { f.ln.Close() }

@@ -264,4 +264,30 @@ func TestTLSTerminationSNIAndHTTP2(t *testing.T) {
 	if r.ProtoMajor != 1 {
 		t.Errorf("backend got %s, want HTTP/1.1", r.Proto)
 	}
+
+	// HTTP/1.1 over TLS goes through the HTTP/1 engine.
+	tr1 := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "a.example", NextProtos: []string{"http/1.1"}}}
+	defer tr1.CloseIdleConnections()
+	resp, err = (&http.Client{Transport: tr1}).Get("https://" + bal.TLSAddr().String() + "/h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || !strings.HasPrefix(string(body), "web /h1") {
+		t.Errorf("got %s %q", resp.Proto, body)
+	}
+	if r := be.last.Load(); r.Header.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("X-Forwarded-Proto %q over TLS", r.Header.Get("X-Forwarded-Proto"))
+	}
+	conn, err := tls.Dial("tcp", bal.TLSAddr().String(), &tls.Config{RootCAs: roots, ServerName: "a.example", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 400") {
+		t.Errorf("smuggling over TLS: %q", line)
+	}
 }
