@@ -31,6 +31,8 @@ type replica struct {
 	// remote is the primary's tree as last heard, kept across sessions.
 	// Owned by the session goroutine.
 	remote map[string]wire.Item
+	// rootDir is the root folder open for syncfs.
+	rootDir *os.File
 
 	mu    sync.Mutex
 	view  ReplicaStatus
@@ -57,7 +59,12 @@ func (r *replica) run(ctx context.Context) error {
 		return fmt.Errorf("opening web root: %w", err)
 	}
 	defer root.Close()
+	if r.rootDir, err = os.Open(r.cfg.Root); err != nil {
+		return fmt.Errorf("opening web root: %w", err)
+	}
+	defer r.rootDir.Close()
 	r.loc = &local{root: root, dir: r.cfg.Root, fsync: !r.cfg.NoFsync, log: r.log}
+	defer r.loc.closeDirs()
 
 	stop := make(chan struct{})
 	defer close(stop)

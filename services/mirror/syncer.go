@@ -45,6 +45,13 @@ type syncer struct {
 	touched  map[string]bool
 	refusals int
 
+	// Files received whole, waiting to be renamed into place together
+	// after one syncfs.
+	ready      []*xfer
+	readyMap   map[string]*xfer
+	readyBytes int64
+	readyAt    time.Time
+
 	synced    bool
 	syncedAt  time.Time
 	published time.Time
@@ -69,17 +76,19 @@ type xfer struct {
 	patch   *delta.Patcher
 	discard bool
 	failed  error
+	readied bool
 }
 
 func newSyncer(r *replica, now time.Time) *syncer {
 	return &syncer{r: r, l: r.loc, start: now, genSeen: map[uint64]time.Time{}, pending: map[uint64]int{},
 		wantGen: map[string]uint64{}, inPath: map[string]*xfer{}, retries: map[string]int{},
-		noBasis: map[string]bool{}, touched: map[string]bool{}}
+		noBasis: map[string]bool{}, touched: map[string]bool{}, readyMap: map[string]*xfer{}}
 }
 
 // close ends the session: a transfer cut off is kept as a partial file
 // when large enough.
 func (s *syncer) close() {
+	s.commitReady()
 	for _, x := range s.inflight {
 		if x.in != nil {
 			x.in.abort(keepPartial)
@@ -209,6 +218,9 @@ func (s *syncer) final(gen uint64) {
 
 // apply applies one change of a batch.
 func (s *syncer) apply(it wire.Item, gen uint64) {
+	if it.Kind != wire.KindFile {
+		s.commitReady() // keep the order of a file's arrival and its removal
+	}
 	remote := s.r.remote
 	old, had := remote[it.Path]
 	if had && old.Kind == wire.KindDir && it.Kind != wire.KindDir {
@@ -268,11 +280,14 @@ func (s *syncer) needFile(it wire.Item, gen uint64) {
 		s.pending[gen]++
 		return
 	}
-	if loc, ok := s.l.lstat(it.Path); ok && loc.Kind == wire.KindFile {
+	if loc, ok := s.localItem(it.Path); ok && loc.Kind == wire.KindFile {
 		if sameItem(loc, it) {
 			return
 		}
 		if loc.Size == it.Size && loc.MtimeNs == it.MtimeNs {
+			if s.readyMap[it.Path] != nil {
+				s.commitReady()
+			}
 			s.noteErr(s.l.root.Chmod(it.Path, fileMode(it.Mode)))
 			return
 		}
@@ -306,6 +321,7 @@ func (s *syncer) cancel(p string) {
 // creates folders and links, and queues files that differ. fresh is true
 // for a new listing, when leftovers of earlier sessions are cleaned.
 func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
+	s.commitReady()
 	var own []string
 	loc, err := scanTree(s.l.dir, "", s.r.ex, func(rel string) { own = append(own, rel) })
 	if err != nil {
@@ -377,7 +393,7 @@ func (s *syncer) pump() {
 		delete(s.wantGen, p)
 		it, ok := s.r.remote[p]
 		if ok && it.Kind == wire.KindFile {
-			if loc, has := s.l.lstat(p); has && sameItem(loc, it) {
+			if loc, has := s.localItem(p); has && sameItem(loc, it) {
 				ok = false
 			}
 		}
@@ -469,16 +485,17 @@ func (s *syncer) onEnd(e wire.FileEnd) error {
 	switch {
 	case x.discard:
 	case x.failed == nil && x.patch.Size() == int64(x.head.Size) && x.patch.Sum() == e.Sum:
-		if err := x.in.commit(x.head.Mode, x.head.MtimeNs); err != nil {
+		if err := x.in.finish(x.head.Mode, x.head.MtimeNs); err != nil {
 			s.noteErr(err)
 			break
 		}
-		s.r.st.filesReceived.Add(1)
-		if x.partial {
-			s.l.root.Remove(partialName(x.path))
+		x.readied = true
+		if len(s.ready) == 0 {
+			s.readyAt = time.Now()
 		}
-		delete(s.retries, x.path)
-		delete(s.noBasis, x.path)
+		s.ready = append(s.ready, x)
+		s.readyMap[x.path] = x
+		s.readyBytes += int64(x.head.Size)
 	default:
 		x.in.abort(0)
 		s.r.st.corrupt.Add(1)
@@ -512,7 +529,9 @@ func (s *syncer) finish(x *xfer) {
 	if x.basis != nil {
 		x.basis.Close()
 	}
-	s.pending[x.gen]--
+	if !x.readied {
+		s.pending[x.gen]-- // a file received stays pending until renamed
+	}
 	s.touched[parentOf(x.path)] = true
 	if x.dirty {
 		s.pending[x.dirtyGen]--
@@ -527,7 +546,54 @@ func (s *syncer) finish(x *xfer) {
 }
 
 func (s *syncer) idle() bool {
-	return !s.inListing && len(s.inflight) == 0 && len(s.wantGen) == 0
+	return !s.inListing && len(s.inflight) == 0 && len(s.wantGen) == 0 && len(s.ready) == 0
+}
+
+// localItem describes the local copy of rel, counting a file received
+// but not renamed yet.
+func (s *syncer) localItem(rel string) (wire.Item, bool) {
+	if x := s.readyMap[rel]; x != nil {
+		h := x.head
+		return wire.Item{Kind: wire.KindFile, Path: rel, Mode: h.Mode, MtimeNs: h.MtimeNs, Size: h.Size}, true
+	}
+	return s.l.lstat(rel)
+}
+
+// Group commits: files received are renamed into place together, after
+// one syncfs, when the window drains or the group grows large or old.
+const (
+	maxReadyFiles = 128
+	maxReadyBytes = 32 << 20
+	maxReadyAge   = 100 * time.Millisecond
+)
+
+// commitReady makes the files received visible: one syncfs (when fsync is
+// on) and a rename each.
+func (s *syncer) commitReady() {
+	if len(s.ready) == 0 {
+		return
+	}
+	if s.l.fsync && haveSyncfs && s.r.rootDir != nil {
+		if err := syncFS(s.r.rootDir); err != nil {
+			s.noteErr(fmt.Errorf("syncing the web root: %w", err))
+		}
+	}
+	for _, x := range s.ready {
+		if err := x.in.commit(); err != nil {
+			s.noteErr(err)
+		} else {
+			s.r.st.filesReceived.Add(1)
+			if x.partial {
+				x.in.dr.Remove(partialName(x.in.base))
+			}
+			delete(s.retries, x.path)
+			delete(s.noBasis, x.path)
+		}
+		s.pending[x.gen]--
+		s.touched[parentOf(x.path)] = true
+		delete(s.readyMap, x.path)
+	}
+	s.ready, s.readyBytes = s.ready[:0], 0
 }
 
 func (s *syncer) inSync() bool { return s.idle() && s.acked == s.lastFinal && s.lastFinal > 0 }
@@ -537,6 +603,10 @@ func (s *syncer) inSync() bool { return s.idle() && s.acked == s.lastFinal && s.
 func (s *syncer) settle() {
 	if s.inListing {
 		return
+	}
+	if n := len(s.ready); n > 0 && (len(s.inflight) == 0 || n >= maxReadyFiles ||
+		s.readyBytes >= maxReadyBytes || time.Since(s.readyAt) >= maxReadyAge) {
+		s.commitReady()
 	}
 	minPending := uint64(0)
 	for g, n := range s.pending {

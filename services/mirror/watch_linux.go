@@ -85,7 +85,7 @@ func (w *watcher) addTree(rel string) error {
 		if !d.IsDir() {
 			return nil
 		}
-		sub := ""
+		sub := rel
 		if p != dir {
 			sub = filepath.ToSlash(p[len(w.root)+1:])
 			if isOwnFile(d.Name()) || w.ex.match(sub, true) {
