@@ -35,6 +35,10 @@ type conn struct {
 	line []byte // access log line
 
 	readDL, writeDL int64 // current deadlines, Unix nanoseconds; 0 none
+	// now is when the current request's head was read. Deadlines are
+	// computed from it rather than from a fresh clock reading: they are
+	// coarse anyway, and reading the clock is a visible cost per request.
+	now time.Time
 
 	idle   atomic.Bool // waiting for a request with nothing buffered
 	retire atomic.Bool // close after the current answer
@@ -91,6 +95,7 @@ func (c *conn) serve() {
 		// waited: answer with the current ones.
 		st = c.srv.site.Load()
 		now := time.Now()
+		c.now = now
 		if status := parseHead(c.rbuf[c.start:headEnd], &c.h, st.cfg.MaxURIBytes); status != 0 {
 			c.start = headEnd
 			c.failHead(st, status)
@@ -185,7 +190,10 @@ func (c *conn) readHead(st *site) (int, error) {
 			return 0, net.ErrClosed
 		}
 		c.makeRoom(st)
-		now := time.Now()
+		now := c.now
+		if now.IsZero() || buffered > 0 {
+			now = time.Now()
+		}
 		if buffered == 0 {
 			if c.retire.Load() {
 				return 0, net.ErrClosed
@@ -263,12 +271,20 @@ func (c *conn) extendWrite(now time.Time, d time.Duration) {
 	c.nc.SetWriteDeadline(time.Unix(0, want))
 }
 
+// clock returns the time of the current request, or now before the first.
+func (c *conn) clock() time.Time {
+	if c.now.IsZero() {
+		return time.Now()
+	}
+	return c.now
+}
+
 // flush writes the buffered answers and reports success.
 func (c *conn) flush(st *site) bool {
 	if len(c.wbuf) == 0 {
 		return true
 	}
-	c.extendWrite(time.Now(), st.cfg.WriteTimeout)
+	c.extendWrite(c.clock(), st.cfg.WriteTimeout)
 	_, err := c.nc.Write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
 	return err == nil
@@ -324,14 +340,14 @@ func (c *conn) writeSlice(st *site, off, n int64) (int64, bool) {
 			c.wbuf = append(c.wbuf, data...)
 			return n, true
 		}
-		c.extendWrite(time.Now(), st.cfg.WriteTimeout)
+		c.extendWrite(c.clock(), st.cfg.WriteTimeout)
 		bufs := net.Buffers(c.bufs[:0])
 		bufs = append(bufs, c.wbuf, data)
 		_, err := bufs.WriteTo(c.nc)
 		c.wbuf = c.wbuf[:0]
 		return n, err == nil
 	}
-	if !c.flush(st) {
+	if !c.flushMore(st) {
 		return 0, false
 	}
 	sent, err := c.sendFile(st, r.body.file, off, n)
