@@ -62,6 +62,8 @@ type options struct {
 	threads  int
 	memConns int
 	backend  string
+	modes    string
+	mem      bool
 }
 
 func run() error {
@@ -71,6 +73,8 @@ func run() error {
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.memConns, "mem-conns", 1000, "connections held open for the memory measurement")
 	flag.StringVar(&o.backend, "backend", "auto", "backends: nginx, go or auto")
+	flag.StringVar(&o.modes, "modes", "keep-alive,close", "wrk runs: keep-alive, close or both")
+	flag.BoolVar(&o.mem, "mem", true, "measure memory at -mem-conns connections")
 	flag.Parse()
 
 	for _, tool := range []string{"haproxy", "wrk"} {
@@ -158,7 +162,7 @@ func run() error {
 
 	type result struct{ rps, p50, p99 float64 }
 	res := map[string]result{}
-	for _, mode := range []string{"keep-alive", "close"} {
+	for _, mode := range strings.Split(o.modes, ",") {
 		for _, t := range targets {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -189,6 +193,9 @@ func run() error {
 	}
 
 	for _, t := range targets {
+		if !o.mem {
+			break
+		}
 		rss, err := rssUnderLoad(ctx, t.pid, t.url, o.memConns, o.threads)
 		if err != nil {
 			return fmt.Errorf("measuring memory of %s: %w", t.name, err)

@@ -515,7 +515,7 @@ func (x *exchange) appendRequestHead(w []byte) []byte {
 	fwd := cfg.Forwarded != "none"
 	for _, f := range req.fields {
 		n := f.name
-		if hopByHop(n) {
+		if hopByHop(n) || (len(req.connOptions) > 0 && req.connOption(n)) {
 			if req.upgrade && equalFold(n, "Upgrade") {
 				w = appendField(w, n, f.value)
 			}

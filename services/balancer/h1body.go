@@ -40,7 +40,7 @@ func (x *exchange) relayResponse(raw []byte, inBuf bool) int {
 	hasCacheControl := false
 	for _, f := range resp.fields {
 		n := f.name
-		if hopByHop(n) {
+		if hopByHop(n) || (len(resp.connOptions) > 0 && resp.connOption(n)) {
 			if resp.status == 101 && equalFold(n, "Upgrade") {
 				w = appendField(w, n, f.value)
 			}

@@ -48,6 +48,7 @@ type head struct {
 	expectContinue bool
 	hosts          int
 	host           []byte
+	connOptions    [][]byte // other field names listed in Connection: hop-by-hop too
 }
 
 // readHead reads one message head from br: the bytes up to and including
@@ -118,7 +119,7 @@ var crlfcrlf = []byte("\r\n\r\n")
 
 // parseRequestHead parses raw (a whole head from readHead) into h.
 func parseRequestHead(raw []byte, h *head) error {
-	*h = head{raw: raw, fields: h.fields[:0], contentLength: -1}
+	*h = head{raw: raw, fields: h.fields[:0], connOptions: h.connOptions[:0], contentLength: -1}
 	line, rest, ok := cutLine(raw)
 	if !ok {
 		return errBadRequest
@@ -166,7 +167,7 @@ func parseRequestHead(raw []byte, h *head) error {
 
 // parseResponseHead parses a backend's response head into h.
 func parseResponseHead(raw []byte, h *head) error {
-	*h = head{raw: raw, fields: h.fields[:0], contentLength: -1}
+	*h = head{raw: raw, fields: h.fields[:0], connOptions: h.connOptions[:0], contentLength: -1}
 	line, rest, ok := cutLine(raw)
 	if !ok || len(line) < 12 || line[8] != ' ' {
 		return errors.New("malformed status line")
@@ -266,6 +267,8 @@ func parseFields(b []byte, h *head, response bool) error {
 					h.connKeepAlive = true
 				case equalFold(t, "upgrade"):
 					h.upgrade = true
+				default:
+					h.connOptions = append(h.connOptions, t)
 				}
 			})
 		case equalFold(name, "Expect"):
@@ -296,6 +299,17 @@ func (h *head) get(name string) []byte {
 		}
 	}
 	return nil
+}
+
+// connOption reports whether name was listed in the Connection header,
+// which makes it hop-by-hop (RFC 9110 section 7.6.1).
+func (h *head) connOption(name []byte) bool {
+	for _, o := range h.connOptions {
+		if len(o) == len(name) && equalFold(name, string(o)) {
+			return true
+		}
+	}
+	return false
 }
 
 // hopByHop reports whether a field is about one connection only and is

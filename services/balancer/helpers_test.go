@@ -49,6 +49,28 @@ func (tb *testBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d := tb.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
+	switch r.URL.Path {
+	case "/chunked":
+		w.Header().Set("X-Backend", tb.name)
+		io.WriteString(w, "part1,")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "part2")
+		return
+	case "/ws":
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "echo "+line)
+		}
+	}
 	if r.URL.Path == "/setcookie" {
 		w.Header().Add("Set-Cookie", "JSESSIONID=abc; Path=/")
 	}
@@ -238,7 +260,7 @@ func rawExchange(t *testing.T, addr, req string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	c.SetDeadline(time.Now().Add(time.Second))
 	io.WriteString(c, req)
 	var sb strings.Builder
 	buf := make([]byte, 4096)

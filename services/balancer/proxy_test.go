@@ -378,3 +378,55 @@ out:
 		t.Error("nothing queued")
 	}
 }
+
+// TestProtocolDetails covers framing the HTTP/1 engine translates:
+// chunked bodies both ways, HTTP/1.0 clients, Expect: 100-continue, HEAD
+// and protocol upgrades.
+func TestProtocolDetails(t *testing.T) {
+	a := newTestBackend(t, "a")
+	bal, _ := startBalancer(t, Config{Backends: backendConfigs(a)})
+	addr := bal.Addr().String()
+	tests := []struct {
+		name, req string
+		want      []string
+		not       []string
+	}{
+		{"chunked request", "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+			[]string{"HTTP/1.1 200", "a /up 7"}, nil},
+		{"chunked response to HTTP/1.1", "GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200", "Transfer-Encoding: chunked", "part1,", "part2", "\r\n0\r\n\r\n"}, nil},
+		{"chunked response to HTTP/1.0", "GET /chunked HTTP/1.0\r\n\r\n",
+			[]string{"HTTP/1.0 200", "Connection: close", "\r\n\r\npart1,part2"}, []string{"Transfer-Encoding"}},
+		{"HTTP/1.0 keep-alive", "GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			[]string{"HTTP/1.0 200", "Connection: keep-alive", "a /k 0"}, nil},
+		{"expect 100-continue", "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+			[]string{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", "a /e 2"}, nil},
+		{"HEAD", "HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200", "Content-Length: 6"}, []string{"a /h"}},
+		{"upgrade", "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello\n",
+			[]string{"HTTP/1.1 101", "Upgrade: echo", "echo hello"}, nil},
+		{"hop-by-hop stripped", "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\n\r\n",
+			[]string{"HTTP/1.1 200"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := rawExchange(t, addr, tt.req)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in\n%s", w, out)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out, n) {
+					t.Errorf("%q in\n%s", n, out)
+				}
+			}
+		})
+	}
+	r := a.last.Load()
+	for _, h := range []string{"Keep-Alive", "Proxy-Connection", "X-Secret"} {
+		if r.Header.Get(h) != "" {
+			t.Errorf("hop-by-hop %s reached the backend", h)
+		}
+	}
+}
