@@ -26,7 +26,7 @@ type backend struct {
 	usable atomic.Bool // up and not draining: what selection reads
 
 	mu     sync.Mutex
-	health healthState
+	health HealthState
 	queue  []chan struct{} // requests waiting for a slot below maxConn
 
 	inflight  atomic.Int64                   // requests (http) or connections (tcp) now
@@ -159,15 +159,16 @@ func (b *backend) closeIdle() {
 	b.idle.sweep(time.Time{})
 }
 
-// snapshot is a consistent copy of a backend's state for the stats page.
-type snapshot struct {
+// BackendStats is a consistent copy of a backend's state for the stats
+// page, the metrics and the admin API.
+type BackendStats struct {
 	Name, Addr       string
 	State            string
 	Up, Usable       bool
 	Weight, MaxConn  int
 	Backup, Drain    bool
 	Checked          bool
-	Health           healthState
+	Health           HealthState
 	Inflight         int64
 	Queue            int
 	Requests         uint64
@@ -179,16 +180,16 @@ type snapshot struct {
 	QueueFull        uint64
 	BytesIn          uint64
 	BytesOut         uint64
-	Latency          histogramSnapshot
+	Latency          LatencySnapshot
 	LastRequestNanos int64
 }
 
-func (b *backend) snapshot(fall, rise int) snapshot {
+func (b *backend) snapshot(fall, rise int) BackendStats {
 	b.mu.Lock()
 	h := b.health
 	q := len(b.queue)
 	b.mu.Unlock()
-	s := snapshot{
+	s := BackendStats{
 		Name: b.name, Addr: b.addr, Up: h.Up, Usable: b.usable.Load(),
 		Weight: int(b.weight.Load()), MaxConn: int(b.maxConn.Load()),
 		Backup: b.backup.Load(), Drain: b.drain.Load(), Checked: !b.noCheck.Load(),
@@ -240,14 +241,17 @@ func (h *histogram) observe(d time.Duration) {
 	}
 }
 
-type histogramSnapshot struct {
+// LatencySnapshot is a copy of a latency histogram: counts per bucket of
+// latencyBuckets (the last one is everything slower), their sum and the
+// maximum.
+type LatencySnapshot struct {
 	Counts [len(latencyBuckets) + 1]uint64
 	Sum    time.Duration
 	Max    time.Duration
 }
 
-func (h *histogram) snapshot() histogramSnapshot {
-	var s histogramSnapshot
+func (h *histogram) snapshot() LatencySnapshot {
+	var s LatencySnapshot
 	for i := range h.counts {
 		s.Counts[i] = h.counts[i].Load()
 	}
@@ -255,7 +259,7 @@ func (h *histogram) snapshot() histogramSnapshot {
 	return s
 }
 
-func (s histogramSnapshot) count() uint64 {
+func (s LatencySnapshot) count() uint64 {
 	var n uint64
 	for _, c := range s.Counts {
 		n += c
@@ -264,7 +268,7 @@ func (s histogramSnapshot) count() uint64 {
 }
 
 // quantile returns the upper bound of the bucket holding quantile q.
-func (s histogramSnapshot) quantile(q float64) time.Duration {
+func (s LatencySnapshot) quantile(q float64) time.Duration {
 	n := s.count()
 	if n == 0 {
 		return 0

@@ -1,6 +1,8 @@
 // Package balancer is the load balancer of lbmaster and lbbackup nodes: an
 // HTTP reverse proxy with keep-alive connection pools to its backends, or a
-// plain TCP proxy, in the manner of HAProxy.
+// plain TCP proxy, in the manner of HAProxy. HTTP/1 clients (plain or TLS)
+// are served by its own strict HTTP/1.1 engine (h1.go), HTTP/2 clients by
+// net/http and httputil.ReverseProxy (http.go).
 //
 // It spreads requests with roundrobin (weighted), leastconn, or consistent
 // hashes of the client address, URI, a query parameter or a header; checks
@@ -40,6 +42,7 @@ type Balancer struct {
 	checkers map[*backend]context.CancelFunc
 	runCtx   context.Context // set by Run; checkers live under it
 
+	started atomic.Bool
 	running atomic.Bool
 	ready   chan struct{} // closed once every listener is open
 	addrs   struct {
@@ -125,7 +128,9 @@ func (b *Balancer) apply(cfg *Config, old *pool) error {
 		} else {
 			be = newBackend(bc, now)
 		}
-		be.transport.Store(b.newTransport(cfg, be))
+		if old := be.transport.Swap(b.newTransport(cfg, be)); old != nil {
+			old.CloseIdleConnections() // requests in flight on it finish
+		}
 		list = append(list, be)
 	}
 	p := newPool(cfg, list)
@@ -208,6 +213,9 @@ func (b *Balancer) Health() error {
 // done, then stops accepting, lets requests in flight finish (at most
 // Grace) and returns nil.
 func (b *Balancer) Run(ctx context.Context) error {
+	if !b.started.CompareAndSwap(false, true) {
+		return errors.New("balancer: Run called twice")
+	}
 	cfg := b.cfg.Load()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

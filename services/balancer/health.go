@@ -5,10 +5,10 @@ import (
 	"time"
 )
 
-// healthState is a backend's health as HAProxy's checks see it: up or down,
+// HealthState is a backend's health as HAProxy's checks see it: up or down,
 // and how many checks in a row passed or failed. It is a pure state
 // machine: every input carries its time, so tests drive it without sleeping.
-type healthState struct {
+type HealthState struct {
 	Up        bool
 	Passes    int // consecutive passed checks
 	Fails     int // consecutive failed checks
@@ -27,14 +27,14 @@ type healthState struct {
 // newHealthState returns the state of a backend that was just added: up,
 // like HAProxy, so that a starting balancer sends traffic at once; a dead
 // backend costs a retry until its checks take it down.
-func newHealthState(now time.Time) healthState {
-	return healthState{Up: true, Since: now, Reason: "added"}
+func newHealthState(now time.Time) HealthState {
+	return HealthState{Up: true, Since: now, Reason: "added"}
 }
 
 // checkResult feeds one active check's outcome into h and reports whether
 // the backend went up or down: down after fall failures in a row, up after
 // rise passes in a row.
-func (h *healthState) checkResult(now time.Time, ok bool, msg string, dur time.Duration, fall, rise int) (changed bool) {
+func (h *HealthState) checkResult(now time.Time, ok bool, msg string, dur time.Duration, fall, rise int) (changed bool) {
 	h.Checks++
 	h.LastCheck, h.LastOK, h.LastMsg, h.LastDur = now, ok, msg, dur
 	if ok {
@@ -63,7 +63,7 @@ func (h *healthState) checkResult(now time.Time, ok bool, msg string, dur time.D
 // detection) and reports whether the backend went down: after limit failed
 // requests in a row, a backend is down until rise checks pass. limit <= 0
 // turns this off.
-func (h *healthState) trafficResult(now time.Time, ok bool, msg string, limit int) (changed bool) {
+func (h *HealthState) trafficResult(now time.Time, ok bool, msg string, limit int) (changed bool) {
 	if limit <= 0 {
 		return false
 	}
@@ -84,7 +84,7 @@ func (h *healthState) trafficResult(now time.Time, ok bool, msg string, limit in
 
 // String describes h like HAProxy's stats page: "UP", "DOWN", or a state
 // on its way, such as "UP 1/3" (one of three failures needed to go down).
-func (h *healthState) String(fall, rise int) string {
+func (h *HealthState) String(fall, rise int) string {
 	switch {
 	case h.Up && h.Fails > 0:
 		return fmt.Sprintf("UP %d/%d", h.Fails, fall)

@@ -27,7 +27,7 @@ type Stats struct {
 	BadGateway      uint64
 	Timeouts        uint64
 	Retries         uint64
-	Backends        []snapshot
+	Backends        []BackendStats
 }
 
 // Stats returns the balancer's counters and every backend's state.
@@ -137,7 +137,7 @@ func writeMetrics(w io.Writer, s Stats) {
 	counter("balancer_retries_total", "Requests moved to another backend after a connect failure.")
 	fmt.Fprintf(&sb, "balancer_retries_total %d\n", s.Retries)
 
-	per := func(name, kind, help string, v func(snapshot) string) {
+	per := func(name, kind, help string, v func(BackendStats) string) {
 		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
 		for _, be := range s.Backends {
 			fmt.Fprintf(&sb, "%s{backend=%q} %s\n", name, be.Name, v(be))
@@ -150,20 +150,20 @@ func writeMetrics(w io.Writer, s Stats) {
 		}
 		return "0"
 	}
-	per("balancer_backend_up", "gauge", "1 if the backend's checks pass.", func(b snapshot) string { return b01(b.Up) })
-	per("balancer_backend_usable", "gauge", "1 if the backend takes new requests (up, not draining).", func(b snapshot) string { return b01(b.Usable) })
-	per("balancer_backend_weight", "gauge", "The backend's weight.", func(b snapshot) string { return strconv.Itoa(b.Weight) })
-	per("balancer_backend_current_requests", "gauge", "Requests (or connections) in flight.", func(b snapshot) string { return strconv.FormatInt(b.Inflight, 10) })
-	per("balancer_backend_queue", "gauge", "Requests waiting for a slot below max_conn.", func(b snapshot) string { return strconv.Itoa(b.Queue) })
-	per("balancer_backend_requests_total", "counter", "Requests (or connections) sent.", func(b snapshot) string { return u(b.Requests) })
-	per("balancer_backend_connect_errors_total", "counter", "Failed connection attempts.", func(b snapshot) string { return u(b.ConnErrors) })
-	per("balancer_backend_response_errors_total", "counter", "Failures after connecting: resets, timeouts, bad answers.", func(b snapshot) string { return u(b.RespErrors) })
-	per("balancer_backend_http_5xx_total", "counter", "Responses with status 5xx.", func(b snapshot) string { return u(b.HTTP5xx) })
-	per("balancer_backend_retries_total", "counter", "Requests moved away after a connect failure.", func(b snapshot) string { return u(b.Retries) })
-	per("balancer_backend_checks_total", "counter", "Health checks run.", func(b snapshot) string { return u(b.Health.Checks) })
-	per("balancer_backend_check_failures_total", "counter", "Health checks failed.", func(b snapshot) string { return u(b.Health.Failed) })
-	per("balancer_backend_downs_total", "counter", "Transitions to down.", func(b snapshot) string { return u(b.Health.Downs) })
-	per("balancer_backend_check_duration_seconds", "gauge", "Duration of the last check.", func(b snapshot) string {
+	per("balancer_backend_up", "gauge", "1 if the backend's checks pass.", func(b BackendStats) string { return b01(b.Up) })
+	per("balancer_backend_usable", "gauge", "1 if the backend takes new requests (up, not draining).", func(b BackendStats) string { return b01(b.Usable) })
+	per("balancer_backend_weight", "gauge", "The backend's weight.", func(b BackendStats) string { return strconv.Itoa(b.Weight) })
+	per("balancer_backend_current_requests", "gauge", "Requests (or connections) in flight.", func(b BackendStats) string { return strconv.FormatInt(b.Inflight, 10) })
+	per("balancer_backend_queue", "gauge", "Requests waiting for a slot below max_conn.", func(b BackendStats) string { return strconv.Itoa(b.Queue) })
+	per("balancer_backend_requests_total", "counter", "Requests (or connections) sent.", func(b BackendStats) string { return u(b.Requests) })
+	per("balancer_backend_connect_errors_total", "counter", "Failed connection attempts.", func(b BackendStats) string { return u(b.ConnErrors) })
+	per("balancer_backend_response_errors_total", "counter", "Failures after connecting: resets, timeouts, bad answers.", func(b BackendStats) string { return u(b.RespErrors) })
+	per("balancer_backend_http_5xx_total", "counter", "Responses with status 5xx.", func(b BackendStats) string { return u(b.HTTP5xx) })
+	per("balancer_backend_retries_total", "counter", "Requests moved away after a connect failure.", func(b BackendStats) string { return u(b.Retries) })
+	per("balancer_backend_checks_total", "counter", "Health checks run.", func(b BackendStats) string { return u(b.Health.Checks) })
+	per("balancer_backend_check_failures_total", "counter", "Health checks failed.", func(b BackendStats) string { return u(b.Health.Failed) })
+	per("balancer_backend_downs_total", "counter", "Transitions to down.", func(b BackendStats) string { return u(b.Health.Downs) })
+	per("balancer_backend_check_duration_seconds", "gauge", "Duration of the last check.", func(b BackendStats) string {
 		return strconv.FormatFloat(b.Health.LastDur.Seconds(), 'g', -1, 64)
 	})
 	name := "balancer_backend_response_seconds"
@@ -189,13 +189,13 @@ var statsPage = template.Must(template.New("stats").Funcs(template.FuncMap{
 		}
 		return time.Since(t).Round(time.Second).String()
 	},
-	"p": func(h histogramSnapshot, q float64) string {
+	"p": func(h LatencySnapshot, q float64) string {
 		if h.count() == 0 {
 			return "-"
 		}
 		return "≤" + strconv.FormatFloat(float64(h.quantile(q))/1e6, 'f', 1, 64) + " ms"
 	},
-	"avg": func(h histogramSnapshot) string {
+	"avg": func(h LatencySnapshot) string {
 		n := h.count()
 		if n == 0 {
 			return "-"
