@@ -81,7 +81,9 @@ type Config struct {
 	// HTTP/2 on TLSListen, next to plain HTTP. The files are read again on
 	// every reload and when they change.
 	TLSCert, TLSKey string
-	// TLSListen is the host:port of HTTPS; "" means ":443".
+	// TLSListen is the host:port of HTTPS; "" means ":443". HTTPS applies
+	// ReadHeaderTimeout, IdleTimeout and MaxHeaderBytes as they were when
+	// it started: a reload changes them only when TLSListen changes too.
 	TLSListen string
 
 	// ReadHeaderTimeout bounds the time from a request's first byte to the
@@ -104,8 +106,9 @@ type Config struct {
 	// MaxURIBytes bounds the request target; 0 means 8 KiB. Longer targets
 	// answer 414.
 	MaxURIBytes int
-	// MaxConns bounds the open connections; 0 means 4096. Connections
-	// beyond it are closed at once.
+	// MaxConns bounds the open plain HTTP connections; 0 means 4096.
+	// Connections beyond it are closed at once. (HTTPS connections are
+	// net/http's and not counted.)
 	MaxConns int
 
 	// FileCacheTTL is how long file metadata (and the contents of small

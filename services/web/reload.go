@@ -76,6 +76,7 @@ func (s *Server) apply(cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	undo = append(undo, st.tree.close)
 	var cert *tls.Certificate
 	var certID [2]fileID
 	if nc.tlsOn() {

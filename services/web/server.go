@@ -173,11 +173,16 @@ func (s *Server) Run(ctx context.Context) error {
 
 // start opens everything cfg needs and, when all of it opened, starts
 // serving. It runs with s.mu held.
-func (s *Server) start(ctx context.Context, cfg *Config) error {
+func (s *Server) start(ctx context.Context, cfg *Config) (err error) {
 	st, err := s.newSite(cfg)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			st.tree.close()
+		}
+	}()
 	var cert *tls.Certificate
 	var certID [2]fileID
 	if cfg.tlsOn() {
