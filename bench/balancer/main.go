@@ -174,7 +174,9 @@ func run() error {
 			exec.CommandContext(ctx, "wrk", args...).Run() // warm-up
 			args[len(args)-2] = o.dur.String()
 			args = append([]string{"--latency"}, args...)
+			cpu0, _ := cpuTime(t.pid)
 			out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+			cpu1, _ := cpuTime(t.pid)
 			if err != nil {
 				return fmt.Errorf("wrk against %s: %w\n%s", t.name, err, out)
 			}
@@ -186,7 +188,8 @@ func run() error {
 				fmt.Printf("  note: %s %s: %s\n", t.name, mode, e)
 			}
 			res[mode+t.name] = result{r.rps, r.p50, r.p99}
-			fmt.Printf("%-10s %-8s %10.0f req/s   p50 %8.2f ms   p99 %8.2f ms\n", mode, t.name, r.rps, r.p50, r.p99)
+			perReq := (cpu1 - cpu0).Seconds() * 1e6 / (r.rps * o.dur.Seconds())
+			fmt.Printf("%-10s %-8s %10.0f req/s   p50 %8.2f ms   p99 %8.2f ms   CPU %5.1f µs/req\n", mode, t.name, r.rps, r.p50, r.p99, perReq)
 		}
 		h, p := res[mode+"haproxy"], res[mode+"piimage"]
 		fmt.Printf("%-10s ratio piimage/haproxy: req/s %.2fx, p99 %.2fx\n", mode, p.rps/h.rps, p.p99/h.p99)
@@ -429,6 +432,22 @@ func rssUnderLoad(ctx context.Context, pid int, url string, conns, threads int) 
 	return peak, nil
 }
 
+// cpuTime returns the user plus system CPU time process pid has used.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100
+}
+
 func rss(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -468,6 +487,9 @@ func runBalancer() {
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("PIIMAGE_BENCH_GOMAXPROCS")); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
 	}
 	if os.Getenv("PIIMAGE_BENCH_MEMSTATS") != "" {
 		go func() {

@@ -169,7 +169,8 @@ type h1conn struct {
 	remote string // ip:port
 	ip     string
 	tls    bool
-	spill  []byte
+	spill  []byte // a request head longer than br's buffer
+	rspill []byte // a response head longer than the backend buffer
 	dl     deadlines
 	req    head
 	resp   head
@@ -242,8 +243,8 @@ func (hc *h1conn) serve() {
 		if !hc.proxy(cfg, &hc.req) {
 			return
 		}
-		if cap(hc.spill) > 16<<10 {
-			hc.spill = nil // a rare large head: do not keep its buffer
+		if cap(hc.spill) > 16<<10 || cap(hc.rspill) > 16<<10 {
+			hc.spill, hc.rspill = nil, nil // a rare large head: do not keep its buffer
 		}
 	}
 }
@@ -628,7 +629,7 @@ func (x *exchange) sendBody() int {
 // itself) on to the client.
 func (x *exchange) readResponseHead() ([]byte, bool, error) {
 	for {
-		raw, inBuf, err := readHead(x.bc.br, 64<<10, &x.hc.spill)
+		raw, inBuf, err := readHead(x.bc.br, 64<<10, &x.hc.rspill)
 		if err != nil {
 			return nil, false, err
 		}

@@ -19,7 +19,7 @@ func (x *exchange) relayResponse(raw []byte, inBuf bool) int {
 		x.err = errors.New("switching protocols without an upgrade request")
 		return exFailed
 	}
-	noBody := equalFold(req.method, "HEAD") || resp.status == 204 || resp.status == 304 || resp.status < 200
+	noBody := req.isHead || resp.status == 204 || resp.status == 304 || resp.status < 200
 	closeDelimited := !noBody && !resp.chunked && resp.contentLength < 0
 	clientKeep := !req.connClose && !closeDelimited && !(resp.chunked && req.minor == 0) && !hc.f.closing.Load()
 	reusable := !resp.connClose && !closeDelimited && resp.minor == 1 && resp.status != 101

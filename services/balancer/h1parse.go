@@ -40,6 +40,7 @@ type head struct {
 	fields []field
 
 	minor          int   // 0 or 1: HTTP/1.minor
+	isHead         bool  // request method HEAD (kept: method aliases a buffer)
 	contentLength  int64 // -1 when absent
 	chunked        bool
 	connClose      bool // Connection: close, or HTTP/1.0 without keep-alive
@@ -136,6 +137,7 @@ func parseRequestHead(raw []byte, h *head) error {
 	if !isToken(h.method) || !validTarget(h.target) {
 		return errBadRequest
 	}
+	h.isHead = string(h.method) == "HEAD"
 	switch string(h.proto) {
 	case "HTTP/1.1":
 		h.minor = 1

@@ -50,6 +50,8 @@ func (tb *testBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Duration(d))
 	}
 	switch r.URL.Path {
+	case "/bighead":
+		w.Header().Set("X-Big-Response", strings.Repeat("r", 3000))
 	case "/chunked":
 		w.Header().Set("X-Backend", tb.name)
 		io.WriteString(w, "part1,")

@@ -405,6 +405,10 @@ func TestProtocolDetails(t *testing.T) {
 			[]string{"HTTP/1.1 200", "Content-Length: 6"}, []string{"a /h"}},
 		{"upgrade", "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello\n",
 			[]string{"HTTP/1.1 101", "Upgrade: echo", "echo hello"}, nil},
+		{"large heads both ways", "GET /bighead HTTP/1.1\r\nHost: x\r\nX-Big-Request: " + strings.Repeat("q", 3000) + "\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200", "X-Big-Response: rrrr", "a /bighead 0"}, nil},
+		{"HEAD with a body", "HEAD /hb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+			[]string{"HTTP/1.1 200", "Content-Length: 7"}, []string{"a /hb"}},
 		{"hop-by-hop stripped", "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\n\r\n",
 			[]string{"HTTP/1.1 200"}, nil},
 	}
