@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -34,8 +33,6 @@ import (
 	"github.com/piimage/piimage/services/mirror"
 )
 
-var cpuProfile string
-
 func main() {
 	files := flag.Int("files", 2000, "files in the tree")
 	mb := flag.Int("mb", 150, "total size of the tree in MB")
@@ -43,7 +40,6 @@ func main() {
 	burstN := flag.Int("burst", 1000, "files changed in the burst")
 	keep := flag.Bool("keep", false, "keep the temp folder")
 	fsync := flag.Bool("fsync", true, "ours: fsync each file before its rename (the service's default)")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of our full copy to this file")
 	flag.Parse()
 	if err := run(*files, *mb, *latN, *burstN, *keep, *fsync); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/mirror:", err)
@@ -97,35 +93,154 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 	if err := makeTree(srcO, nfiles, int64(mb)<<20); err != nil {
 		return err
 	}
-	fmt.Printf("generated two identical trees in %.1f s\n\n", time.Since(t0).Seconds())
+	fmt.Printf("generated two identical trees in %.1f s\n", time.Since(t0).Seconds())
 
-	rs, rsErr := rsyncPhases(tmp, srcR)
-	ours, err := ourPhases(tmp, srcO, latN, burstN, fsync)
+	rs, err := startRsync(tmp, srcR)
+	if err != nil {
+		fmt.Println("rsync:", err)
+	} else {
+		defer rs.stop()
+	}
+	ours, err := startOurs(tmp, srcO, fsync)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-34s %-30s %-30s %s\n", "phase", "rsync -az (daemon)", "piimage mirror", "ours/rsync")
-	for _, ph := range []string{"full copy", "no-change re-sync", "1% changed (cold re-sync)", "1% changed (live)", "write→replica latency", "burst of changes"} {
-		o, r := ours[ph], rs[ph]
-		ratio := ""
-		if r.dur > 0 && o.dur > 0 {
-			ratio = fmt.Sprintf("time %.2fx", o.dur.Seconds()/r.dur.Seconds())
-			if r.bytes > 0 {
-				ratio += fmt.Sprintf(", bytes %.2fx", float64(o.bytes)/float64(r.bytes))
+	defer ours.stop()
+
+	type row struct {
+		name       string
+		rsync, our result
+	}
+	var rows []row
+	add := func(name string, r, o result) { rows = append(rows, row{name, r, o}) }
+
+	// Full copies and no-change re-syncs, alternating, three rounds each;
+	// the medians are reported.
+	const rounds = 3
+	var fullR, fullRF, fullO, fullONF, noR, noO []result
+	for i := range rounds {
+		if rs != nil {
+			dst := filepath.Join(tmp, fmt.Sprintf("dst-rsync-f%d", i))
+			fullRF = append(fullRF, must(rs.pull(dst, "-azq", "--fsync")))
+			os.RemoveAll(dst)
+			fullR = append(fullR, must(rs.pull(rs.dst, "-azq")))
+			if i < rounds-1 {
+				os.RemoveAll(rs.dst)
 			}
 		}
-		if rsErr != nil && r.note == "" {
-			r.note = "not run: " + rsErr.Error()
+		dst := filepath.Join(tmp, fmt.Sprintf("dst-ours-nf%d", i))
+		fullONF = append(fullONF, must(ours.cold(dst, false)))
+		os.RemoveAll(dst)
+		fullO = append(fullO, must(ours.cold(ours.dst, true)))
+		if i < rounds-1 {
+			os.RemoveAll(ours.dst)
 		}
-		fmt.Printf("%-34s %-30s %-30s %s\n", ph, r, o, ratio)
 	}
-	if n := ours["rsync -a (no -z) full copy"]; n.note != "" {
-		fmt.Println(n.note)
+	if diff := quickDiff(srcO, ours.dst); diff != "" {
+		return fmt.Errorf("after the full copy the trees differ: %s", diff)
 	}
-	if r, ok := rs["rsync -a full copy"]; ok {
-		fmt.Printf("%-34s %-30s\n", "full copy, rsync -a (no -z)", r)
+	for range rounds {
+		if rs != nil {
+			noR = append(noR, must(rs.pull(rs.dst, "-azq")))
+		}
+		noO = append(noO, must(ours.cold(ours.dst, fsync)))
 	}
+	add("full copy (median of 3)", median(fullR), median(fullO))
+	add("  same, both fsync each file", median(fullRF), median(fullO))
+	add("  same, neither fsyncs", median(fullR), median(fullONF))
+	add("no-change re-sync (median of 3)", median(noR), median(noO))
+
+	// 1%: rsync's cron run against a replica started cold after the change.
+	if rs != nil {
+		if err := changeOnePercent(srcR, 1); err != nil {
+			return err
+		}
+	}
+	if err := changeOnePercent(srcO, 1); err != nil {
+		return err
+	}
+	var r1 result
+	if rs != nil {
+		r1 = must(rs.pull(rs.dst, "-azq"))
+	}
+	add("1% changed, cold re-sync", r1, must(ours.cold(ours.dst, fsync)))
+
+	// Live: a long-lived replica follows the change; rsync's figure is
+	// the run after the same change.
+	stopRepl, err := ours.follow(ours.dst, fsync)
+	if err != nil {
+		return err
+	}
+	defer stopRepl()
+	if rs != nil {
+		changeOnePercent(srcR, 2)
+		r1 = must(rs.pull(rs.dst, "-azq"))
+	}
+	live, err := ours.live(func() error { return changeOnePercent(srcO, 2) }, "")
+	if err != nil {
+		return err
+	}
+	add("1% changed, live (ours) vs next run", r1, live)
+
+	lat, err := ours.latency(latN)
+	if err != nil {
+		return err
+	}
+	add("write → replica has it", result{note: "cron: up to 300 s"}, lat)
+
+	var rb result
+	if rs != nil {
+		burst(srcR, burstN, 5)
+		rb = must(rs.pull(rs.dst, "-azq"))
+		rb.note = "one run after it"
+	}
+	b, err := ours.live(func() error { return burst(srcO, burstN, 5) }, "burst")
+	if err != nil {
+		return err
+	}
+	b.note = fmt.Sprintf("%d files, first write → all there", burstN)
+	add(fmt.Sprintf("burst of %d changed files", burstN), rb, b)
+	if diff := quickDiff(srcO, ours.dst); diff != "" {
+		return fmt.Errorf("at the end the trees differ: %s", diff)
+	}
+	if rs != nil {
+		if diff := quickDiff(srcR, rs.dst); diff != "" {
+			fmt.Println("rsync's copy differs at the end:", diff)
+		}
+	}
+
+	fmt.Printf("\n%-38s %-30s %-44s %s\n", "phase", "rsync -az (daemon)", "piimage mirror", "ours/rsync")
+	for _, r := range rows {
+		ratio := ""
+		if r.rsync.dur > 0 && r.our.dur > 0 {
+			ratio = fmt.Sprintf("time %.2fx", r.our.dur.Seconds()/r.rsync.dur.Seconds())
+			if r.rsync.bytes > 0 {
+				ratio += fmt.Sprintf(", bytes %.2fx", float64(r.our.bytes)/float64(r.rsync.bytes))
+			}
+		}
+		if rs == nil && r.rsync.note == "" {
+			r.rsync.note = "not run"
+		}
+		fmt.Printf("%-38s %-30s %-44s %s\n", r.name, r.rsync, r.our, ratio)
+	}
+	fmt.Printf("ours: replica counters %+v\n", ours.counters())
 	return nil
+}
+
+func must(r result, err error) result {
+	if err != nil {
+		return result{note: "failed: " + err.Error()}
+	}
+	return r
+}
+
+func median(rs []result) result {
+	if len(rs) == 0 {
+		return result{}
+	}
+	s := append([]result{}, rs...)
+	sort.Slice(s, func(i, j int) bool { return s[i].dur < s[j].dur })
+	return s[len(s)/2]
 }
 
 // makeTree writes a deterministic tree: folders two deep, file sizes
@@ -292,18 +407,26 @@ func (p *proxy) serve() {
 
 func (p *proxy) close() { p.ln.Close() }
 
-// rsyncPhases runs the rsync daemon and pulls from it with the seed's flags.
-func rsyncPhases(tmp, src string) (map[string]result, error) {
-	out := map[string]result{}
+// rsyncd is the rsync daemon serving src, behind a counting proxy.
+type rsyncd struct {
+	bin string
+	cmd *exec.Cmd
+	px  *proxy
+	dst string
+}
+
+// startRsync starts the rsync daemon on a free loopback port with its
+// config and pid file in tmp.
+func startRsync(tmp, src string) (*rsyncd, error) {
 	bin, err := exec.LookPath("rsync")
 	if err != nil {
-		return out, fmt.Errorf("rsync not installed (apt-get install rsync)")
+		return nil, fmt.Errorf("not installed (apt-get install rsync)")
 	}
 	ver, _ := exec.Command(bin, "--version").Output()
 	fmt.Println(strings.SplitN(string(ver), "\n", 2)[0])
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -321,75 +444,49 @@ log file = %s/rsyncd.log
 `, cdir, cdir, src)), 0o644)
 	d := exec.Command(bin, "--daemon", "--no-detach", "--config="+conf, "--address=127.0.0.1", fmt.Sprintf("--port=%d", port))
 	if err := d.Start(); err != nil {
-		return out, fmt.Errorf("starting rsync daemon: %w", err)
+		return nil, fmt.Errorf("starting the daemon: %w", err)
 	}
-	defer func() {
-		d.Process.Kill() // the PID we started, nothing else
-		d.Wait()
-	}()
+	r := &rsyncd{bin: bin, cmd: d, dst: filepath.Join(tmp, "dst-rsync")}
 	target := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", target); err == nil {
+	if !waitUntil(5*time.Second, func() bool {
+		c, err := net.Dial("tcp", target)
+		if err == nil {
 			c.Close()
-			break
 		}
-		if i > 100 {
-			return out, fmt.Errorf("rsync daemon did not listen")
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	}) {
+		r.stop()
+		return nil, fmt.Errorf("the daemon did not listen")
 	}
-	px, err := newProxy(target)
+	if r.px, err = newProxy(target); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// stop ends the daemon we started, by its PID.
+func (r *rsyncd) stop() {
+	if r.px != nil {
+		r.px.close()
+	}
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+}
+
+// pull runs the rsync client with the seed's excludes and --delete.
+func (r *rsyncd) pull(dst string, flags ...string) (result, error) {
+	before := r.px.n.Load()
+	args := append(flags, "--delete", "--exclude=**/stats", "--exclude=**/error", "--exclude=**/files/pictures",
+		fmt.Sprintf("rsync://%s/src/", r.px.addr()), dst+"/")
+	t := time.Now()
+	b, err := exec.Command(r.bin, args...).CombinedOutput()
+	dur := time.Since(t)
+	time.Sleep(50 * time.Millisecond) // let the proxy count the last bytes
 	if err != nil {
-		return out, err
+		return result{}, fmt.Errorf("rsync %v: %w: %s", args, err, b)
 	}
-	defer px.close()
-	pull := func(dst string, flags ...string) (result, error) {
-		before := px.n.Load()
-		args := append(flags, "--delete", "--exclude=**/stats", "--exclude=**/error", "--exclude=**/files/pictures",
-			fmt.Sprintf("rsync://%s/src/", px.addr()), dst+"/")
-		t := time.Now()
-		cmd := exec.Command(bin, args...)
-		b, err := cmd.CombinedOutput()
-		dur := time.Since(t)
-		time.Sleep(50 * time.Millisecond) // let the proxy count the last bytes
-		if err != nil {
-			return result{}, fmt.Errorf("rsync %v: %w: %s", args, err, b)
-		}
-		return result{dur: dur, bytes: px.n.Load() - before}, nil
-	}
-	dst := filepath.Join(tmp, "dst-rsync")
-	r, err := pull(dst, "-azq")
-	if err != nil {
-		return out, err
-	}
-	out["full copy"] = r
-	if out["no-change re-sync"], err = pull(dst, "-azq"); err != nil {
-		return out, err
-	}
-	if err := changeOnePercent(src, 1); err != nil {
-		return out, err
-	}
-	if out["1% changed (cold re-sync)"], err = pull(dst, "-azq"); err != nil {
-		return out, err
-	}
-	out["1% changed (live)"] = result{note: "n/a (runs from cron)"}
-	out["write→replica latency"] = result{note: "cron: up to 300 s"}
-	if err := burst(src, 1000, 5); err != nil {
-		return out, err
-	}
-	b, err := pull(dst, "-azq")
-	if err != nil {
-		return out, err
-	}
-	b.note = "one run after it"
-	out["burst of changes"] = b
-	if diff := quickDiff(src, dst); diff != "" {
-		fmt.Println("rsync copy differs:", diff)
-	}
-	if r, err := pull(filepath.Join(tmp, "dst-rsync-a"), "-aq"); err == nil {
-		out["rsync -a full copy"] = r
-	}
-	return out, nil
+	return result{dur: dur, bytes: r.px.n.Load() - before}, nil
 }
 
 // burst writes n small files under dir/burst.
@@ -407,161 +504,160 @@ func burst(dir string, n, salt int) error {
 	return nil
 }
 
-// ourPhases runs our primary and replica.
-func ourPhases(tmp, src string, latN, burstN int, fsync bool) (map[string]result, error) {
-	out := map[string]result{}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	secret := []byte("benchmark cluster secret, not a real one")
-	pid, err := mirror.IdentityFromSecret(secret, "web01")
+// ourMirror is our primary, serving src behind a counting proxy, and the
+// means to run replicas against it.
+type ourMirror struct {
+	src, dst string
+	prim     *mirror.Service
+	cancel   context.CancelFunc
+	done     chan error
+	px       *proxy
+	secret   []byte
+	excl     []string
+	log      *slog.Logger
+	repl     *mirror.Service
+}
+
+func startOurs(tmp, src string, fsync bool) (*ourMirror, error) {
+	o := &ourMirror{src: src, dst: filepath.Join(tmp, "dst-ours"), secret: []byte("benchmark cluster secret, not a real one"),
+		excl: []string{"**/stats", "**/error", "**/files/pictures"}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	pid, err := mirror.IdentityFromSecret(o.secret, "web01")
 	if err != nil {
 		return nil, err
 	}
-	excl := []string{"**/stats", "**/error", "**/files/pictures"}
 	t := time.Now()
-	prim, err := mirror.NewService(mirror.Config{Name: "web01", Root: src, Listen: "127.0.0.1:0", Identity: pid, Excludes: excl}, log)
+	o.prim, err = mirror.NewService(mirror.Config{Name: "web01", Root: src, Listen: "127.0.0.1:0", Identity: pid, Excludes: o.excl}, o.log)
 	if err != nil {
 		return nil, err
+	}
+	var ctx context.Context
+	ctx, o.cancel = context.WithCancel(context.Background())
+	o.done = make(chan error, 1)
+	go func() { o.done <- o.prim.Run(ctx) }()
+	if !waitUntil(30*time.Second, func() bool { return o.prim.ListenAddr() != "" }) {
+		return nil, fmt.Errorf("our primary did not start")
+	}
+	fmt.Printf("ours: the primary listed its tree in %.3f s (once, at start; not counted below)\n", time.Since(t).Seconds())
+	if o.px, err = newProxy(o.prim.ListenAddr()); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *ourMirror) stop() {
+	o.px.close()
+	o.cancel()
+	<-o.done
+}
+
+// startReplica runs a replica of the primary into dst.
+func (o *ourMirror) startReplica(dst string, fsync bool) (*mirror.Service, func(), error) {
+	id, err := mirror.IdentityFromSecret(o.secret, "web02")
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := mirror.NewService(mirror.Config{Name: "web02", Root: dst, Primary: o.px.addr(), PrimaryName: "web01",
+		Identity: id, Excludes: o.excl, NoFsync: !fsync}, o.log)
+	if err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pdone := make(chan error, 1)
-	go func() { pdone <- prim.Run(ctx) }()
-	for prim.ListenAddr() == "" {
-		time.Sleep(5 * time.Millisecond)
-	}
-	fmt.Printf("ours: primary listed its tree in %.3f s (once, at start; not counted below)\n", time.Since(t).Seconds())
-	px, err := newProxy(prim.ListenAddr())
-	if err != nil {
-		return nil, err
-	}
-	defer px.close()
-	dst := filepath.Join(tmp, "dst-ours")
-	rid, err := mirror.IdentityFromSecret(secret, "web02")
-	if err != nil {
-		return nil, err
-	}
-	rcfg := mirror.Config{Name: "web02", Root: dst, Primary: px.addr(), PrimaryName: "web01", Identity: rid, Excludes: excl, NoFsync: !fsync}
-	startReplica := func() (*mirror.Service, func(), error) {
-		s, err := mirror.NewService(rcfg, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		rctx, rcancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- s.Run(rctx) }()
-		return s, func() { rcancel(); <-done }, nil
-	}
-	inSync := func(s *mirror.Service) bool {
-		st := s.Status()
-		return st.Self != nil && st.Self.InSync
-	}
-	cold := func() (result, error) {
-		before := px.n.Load()
-		t := time.Now()
-		s, stop, err := startReplica()
-		if err != nil {
-			return result{}, err
-		}
-		defer stop()
-		if !waitUntil(60*time.Second, func() bool { return inSync(s) }) {
-			return result{}, fmt.Errorf("replica not in sync after 60 s: %+v", s.Status().Self)
-		}
-		d := time.Since(t)
-		time.Sleep(50 * time.Millisecond)
-		return result{dur: d, bytes: px.n.Load() - before}, nil
-	}
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return nil, err
-		}
-		pprof.StartCPUProfile(f)
-	}
-	out["full copy"], err = cold()
-	if cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if diff := quickDiff(src, dst); diff != "" {
-		return nil, fmt.Errorf("after the full copy the trees differ: %s", diff)
-	}
-	if out["no-change re-sync"], err = cold(); err != nil {
-		return nil, err
-	}
-	if err := changeOnePercent(src, 1); err != nil {
-		return nil, err
-	}
-	if out["1% changed (cold re-sync)"], err = cold(); err != nil {
-		return nil, err
-	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	return s, func() { cancel(); <-done }, nil
+}
 
-	// The rest runs against one long-lived replica.
-	s, stop, err := startReplica()
+func inSync(s *mirror.Service) bool {
+	st := s.Status()
+	return st.Self != nil && st.Self.InSync
+}
+
+// cold starts a replica into dst and times it until it is in sync.
+func (o *ourMirror) cold(dst string, fsync bool) (result, error) {
+	before := o.px.n.Load()
+	t := time.Now()
+	s, stop, err := o.startReplica(dst, fsync)
 	if err != nil {
-		return nil, err
+		return result{}, err
 	}
 	defer stop()
 	if !waitUntil(60*time.Second, func() bool { return inSync(s) }) {
-		return nil, fmt.Errorf("replica not in sync")
-	}
-	before := px.n.Load()
-	t = time.Now()
-	if err := changeOnePercent(src, 2); err != nil {
-		return nil, err
-	}
-	if !waitUntil(30*time.Second, func() bool { return quickDiff(src, dst) == "" }) {
-		return nil, fmt.Errorf("live 1%% change did not converge: %s", quickDiff(src, dst))
+		return result{}, fmt.Errorf("replica not in sync after 60 s: %+v", s.Status().Self)
 	}
 	d := time.Since(t)
-	waitUntil(5*time.Second, func() bool { return inSync(s) })
-	time.Sleep(100 * time.Millisecond)
-	out["1% changed (live)"] = result{dur: d, bytes: px.n.Load() - before, note: "write → replica equal"}
+	time.Sleep(50 * time.Millisecond)
+	return result{dur: d, bytes: o.px.n.Load() - before}, nil
+}
 
-	// Latency: write on the primary, poll the replica's file.
+// follow starts the long-lived replica the live phases use.
+func (o *ourMirror) follow(dst string, fsync bool) (func(), error) {
+	s, stop, err := o.startReplica(dst, fsync)
+	if err != nil {
+		return nil, err
+	}
+	if !waitUntil(60*time.Second, func() bool { return inSync(s) }) {
+		stop()
+		return nil, fmt.Errorf("replica not in sync")
+	}
+	o.repl = s
+	return stop, nil
+}
+
+func (o *ourMirror) counters() mirror.Counters {
+	if o.repl == nil {
+		return mirror.Counters{}
+	}
+	return o.repl.Status().Counters
+}
+
+// live makes a change on the primary and times from its end until the
+// replica's tree (or its folder sub) equals the primary's. The burst is
+// timed from its first write instead (see the burst row's note).
+func (o *ourMirror) live(change func() error, sub string) (result, error) {
+	before := o.px.n.Load()
+	t := time.Now()
+	if err := change(); err != nil {
+		return result{}, err
+	}
+	if sub == "" {
+		t = time.Now() // the change is written: from here the replica lags
+	}
+	a, b := filepath.Join(o.src, sub), filepath.Join(o.dst, sub)
+	if !waitUntil(60*time.Second, func() bool { return quickDiff(a, b) == "" }) {
+		return result{}, fmt.Errorf("did not converge: %s", quickDiff(a, b))
+	}
+	d := time.Since(t)
+	waitUntil(5*time.Second, func() bool { return inSync(o.repl) })
+	time.Sleep(100 * time.Millisecond)
+	return result{dur: d, bytes: o.px.n.Load() - before}, nil
+}
+
+// latency writes files on the primary one at a time and polls the
+// replica's copy until it has the new content.
+func (o *ourMirror) latency(n int) (result, error) {
 	var lats []time.Duration
-	os.MkdirAll(filepath.Join(src, "lat"), 0o755)
-	waitUntil(5*time.Second, func() bool { _, err := os.Stat(filepath.Join(dst, "lat")); return err == nil })
-	for i := range latN {
+	os.MkdirAll(filepath.Join(o.src, "lat"), 0o755)
+	waitUntil(5*time.Second, func() bool { _, err := os.Stat(filepath.Join(o.dst, "lat")); return err == nil })
+	for i := range n {
 		name := fmt.Sprintf("lat/page%d.html", i%10)
 		data := fmt.Appendf(nil, "<p>version %d</p>%s", i, strings.Repeat("y", 2000))
 		t := time.Now()
-		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
-			return nil, err
+		if err := os.WriteFile(filepath.Join(o.src, name), data, 0o644); err != nil {
+			return result{}, err
 		}
-		ok := waitUntil(10*time.Second, func() bool {
-			b, err := os.ReadFile(filepath.Join(dst, name))
+		if !waitUntil(10*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(o.dst, name))
 			return err == nil && string(b) == string(data)
-		})
-		if !ok {
-			return nil, fmt.Errorf("write %d never reached the replica", i)
+		}) {
+			return result{}, fmt.Errorf("write %d never reached the replica", i)
 		}
 		lats = append(lats, time.Since(t))
 		time.Sleep(time.Duration(5+i%20) * time.Millisecond)
 	}
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	p := func(q float64) time.Duration { return lats[int(q*float64(len(lats)-1))] }
-	out["write→replica latency"] = result{note: fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d writes)",
-		ms(p(0.5)), ms(p(0.95)), ms(lats[len(lats)-1]), len(lats))}
-
-	before = px.n.Load()
-	t = time.Now()
-	if err := burst(src, burstN, 5); err != nil {
-		return nil, err
-	}
-	if !waitUntil(60*time.Second, func() bool { return quickDiff(filepath.Join(src, "burst"), filepath.Join(dst, "burst")) == "" }) {
-		return nil, fmt.Errorf("burst did not converge")
-	}
-	d = time.Since(t)
-	time.Sleep(50 * time.Millisecond)
-	out["burst of changes"] = result{dur: d, bytes: px.n.Load() - before, note: fmt.Sprintf("%d files, first write → all on replica", burstN)}
-	if diff := quickDiff(src, dst); diff != "" {
-		return nil, fmt.Errorf("at the end the trees differ: %s", diff)
-	}
-	st := s.Status()
-	fmt.Printf("ours: replica counters %+v\n", st.Counters)
-	return out, nil
+	return result{note: fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d writes)",
+		ms(p(0.5)), ms(p(0.95)), ms(lats[len(lats)-1]), len(lats))}, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

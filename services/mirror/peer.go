@@ -189,7 +189,7 @@ func (s *sendSink) Copy(index, count uint64) error {
 func (s *sendSink) Literal(data []byte) error {
 	m := wire.Literal{ID: s.id, Data: data}
 	if s.deflate && len(data) >= 512 {
-		if z, ok := s.pc.z.Deflate(data); ok && len(z) < len(data)*9/10 {
+		if z, ok := s.pc.z.Deflate(data); ok {
 			m.Data, m.Deflated = z, true
 		} else if !s.tried {
 			s.deflate = false // the file's start does not deflate: send it as is

@@ -23,10 +23,10 @@ package wire
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/flate"
 	"io"
 )
 
@@ -576,25 +576,29 @@ func inflate(data []byte, limit int) ([]byte, error) {
 // Deflater compresses Literal data, reusing its state between calls.
 // The zero value is ready to use.
 type Deflater struct {
-	w   *flate.Writer
-	buf bytes.Buffer
+	w, h *flate.Writer
+	buf  bytes.Buffer
 }
 
-// Deflate compresses data; ok is false when that does not make it smaller.
-// out is valid until the next call.
+// Deflate compresses data; ok is false when that does not make it smaller
+// by a tenth at least. It tries the fastest LZ level first and, for data
+// without repeats (random text), Huffman coding alone. out is valid until
+// the next call.
 func (z *Deflater) Deflate(data []byte) (out []byte, ok bool) {
-	z.buf.Reset()
 	if z.w == nil {
 		z.w, _ = flate.NewWriter(&z.buf, flate.BestSpeed)
-	} else {
-		z.w.Reset(&z.buf)
+		z.h, _ = flate.NewWriter(&z.buf, flate.HuffmanOnly)
 	}
-	z.w.Write(data)
-	z.w.Close()
-	if z.buf.Len() >= len(data) {
-		return nil, false
+	for _, w := range []*flate.Writer{z.w, z.h} {
+		z.buf.Reset()
+		w.Reset(&z.buf)
+		w.Write(data)
+		w.Close()
+		if z.buf.Len() < len(data)-len(data)/10 {
+			return z.buf.Bytes(), true
+		}
 	}
-	return z.buf.Bytes(), true
+	return nil, false
 }
 
 // Inflater decompresses Literal data, reusing its state between calls.
