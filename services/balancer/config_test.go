@@ -70,6 +70,10 @@ func TestPasswordHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if a.check("admin", "guess1") || a.check("admin", "correct horse") {
+		t.Error("a second PBKDF2 within the interval was evaluated")
+	}
+	a.interval = 0
 	for _, tt := range []struct {
 		user, pass string
 		ok         bool

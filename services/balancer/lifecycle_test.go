@@ -180,6 +180,7 @@ func TestStatsPage(t *testing.T) {
 	}
 	bal, url := startBalancer(t, Config{Backends: backendConfigs(a), Stats: &StatsConfig{Addr: "127.0.0.1:0", User: "admin", PasswordHash: hash}})
 	get(t, &http.Client{}, url)
+	bal.auth.Load().interval = 0
 	surl := "http://" + bal.StatsAddr().String()
 	for _, tt := range []struct {
 		user, pass string

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // DefaultPasswordIterations is the PBKDF2 work factor of HashPassword.
@@ -76,14 +77,21 @@ type authenticator struct {
 	mu       sync.Mutex
 	accepted [sha256.Size]byte
 	haveOK   bool
+	slow     sync.Mutex // one PBKDF2 at a time
+	lastSlow time.Time
+	interval time.Duration // at least this between two PBKDF2 evaluations
 }
+
+// minSlowInterval spaces out PBKDF2 evaluations, so that guessing
+// passwords cannot keep the node's CPUs busy.
+const minSlowInterval = 100 * time.Millisecond
 
 func newAuthenticator(user, hash string) (*authenticator, error) {
 	h, err := parsePasswordHash(hash)
 	if err != nil {
 		return nil, err
 	}
-	return &authenticator{user: user, hash: h}, nil
+	return &authenticator{user: user, hash: h, interval: minSlowInterval}, nil
 }
 
 // check reports whether user and password are the configured ones.
@@ -95,7 +103,17 @@ func (a *authenticator) check(user, password string) bool {
 	if ok && have {
 		return true
 	}
+	if !a.slow.TryLock() {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(a.lastSlow) < a.interval {
+		a.slow.Unlock()
+		return false
+	}
+	a.lastSlow = now
 	sum, err := pbkdf2.Key(sha256.New, password, a.hash.salt, a.hash.iter, len(a.hash.sum))
+	a.slow.Unlock()
 	if err != nil {
 		return false
 	}
