@@ -78,9 +78,10 @@ func mbrDiskID(sector []byte) (uint32, bool) {
 }
 
 // wholeDisk reports whether a /sys/block entry is a disk worth reading for
-// the boot disk (not a loop, RAM, device-mapper or eMMC boot area device).
+// the boot disk (not a RAM, device-mapper, optical or eMMC boot area
+// device). Loop devices count: tests boot from a disk image on one.
 func wholeDisk(name string) bool {
-	for _, p := range []string{"loop", "ram", "zram", "dm-", "md", "sr", "fd", "nbd"} {
+	for _, p := range []string{"ram", "zram", "dm-", "md", "sr", "fd", "nbd"} {
 		if strings.HasPrefix(name, p) {
 			return false
 		}

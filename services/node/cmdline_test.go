@@ -85,7 +85,7 @@ func TestMBRDiskID(t *testing.T) {
 func TestWholeDisk(t *testing.T) {
 	for name, want := range map[string]bool{
 		"mmcblk0": true, "sda": true, "vda": true, "nvme0n1": true,
-		"loop0": false, "ram0": false, "zram0": false, "dm-0": false, "mmcblk0boot0": false, "mmcblk0rpmb": false, "md0": false,
+		"loop0": true, "ram0": false, "zram0": false, "dm-0": false, "mmcblk0boot0": false, "mmcblk0rpmb": false, "md0": false,
 	} {
 		if got := wholeDisk(name); got != want {
 			t.Errorf("wholeDisk(%q) = %v, want %v", name, got, want)

@@ -240,7 +240,14 @@ type runningNode struct {
 
 func startNode(t *testing.T, ns, bin string, args ...string) *runningNode {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	return startCmd(t, "ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+}
+
+// startCmd starts a command whose output the test reads, and kills it at
+// the end of the test if it still runs.
+func startCmd(t *testing.T, name string, args ...string) *runningNode {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	n := &runningNode{cmd: cmd, done: make(chan error, 1)}

@@ -67,7 +67,8 @@ func bootSteps() []step {
 }
 
 // mountStep mounts a kernel or memory file system; one already mounted
-// there (EBUSY, e.g. devtmpfs by CONFIG_DEVTMPFS_MOUNT) is fine.
+// there (EBUSY, e.g. devtmpfs by CONFIG_DEVTMPFS_MOUNT, or a proc, sysfs
+// or devpts that an initramfs mounted) is fine.
 func mountStep(fstype, target, source string, flags uintptr, data string, required bool) step {
 	return step{
 		name:     fmt.Sprintf("mount %s at %s", fstype, target),
@@ -76,9 +77,24 @@ func mountStep(fstype, target, source string, flags uintptr, data string, requir
 			if err := os.MkdirAll(target, 0o755); err != nil {
 				return err
 			}
+			if hasMagic(target, fstype) {
+				return nil
+			}
 			return mount(source, target, fstype, flags, data)
 		},
 	}
+}
+
+// hasMagic reports whether target already is a file system of fstype, for
+// the types whose magic number only a mount of them has.
+func hasMagic(target, fstype string) bool {
+	magic, ok := map[string]int64{
+		"proc":   unix.PROC_SUPER_MAGIC,
+		"sysfs":  unix.SYSFS_MAGIC,
+		"devpts": unix.DEVPTS_SUPER_MAGIC,
+	}[fstype]
+	var st unix.Statfs_t
+	return ok && unix.Statfs(target, &st) == nil && int64(st.Type) == magic
 }
 
 func mount(source, target, fstype string, flags uintptr, data string) error {

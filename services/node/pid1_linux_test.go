@@ -12,7 +12,7 @@ import (
 func TestDiskWithID(t *testing.T) {
 	dir := t.TempDir()
 	sys, dev := filepath.Join(dir, "sys", "block"), filepath.Join(dir, "dev")
-	disks := map[string]uint32{"loop0": 0x1a2b3c4d, "mmcblk0": 0x11111111, "mmcblk0boot0": 0x1a2b3c4d, "sda": 0x1a2b3c4d, "sdb": 0}
+	disks := map[string]uint32{"ram0": 0x1a2b3c4d, "mmcblk0": 0x11111111, "mmcblk0boot0": 0x1a2b3c4d, "sda": 0x1a2b3c4d, "sdb": 0}
 	for name, id := range disks {
 		if err := os.MkdirAll(filepath.Join(sys, name), 0o755); err != nil {
 			t.Fatal(err)
@@ -28,7 +28,7 @@ func TestDiskWithID(t *testing.T) {
 		id   uint32
 		want string
 	}{
-		{0x1a2b3c4d, "sda"}, // not loop0, not the eMMC boot area
+		{0x1a2b3c4d, "sda"}, // not ram0, not the eMMC boot area
 		{0x11111111, "mmcblk0"},
 		{0x22222222, ""},
 		{0, ""}, // sdb has no MBR signature
