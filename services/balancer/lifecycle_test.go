@@ -250,3 +250,34 @@ func TestHealthAndFactory(t *testing.T) {
 		t.Error("a reload changing the port was accepted")
 	}
 }
+
+// TestBackupTakesOver: a backup gets traffic only while every primary is
+// down.
+func TestBackupTakesOver(t *testing.T) {
+	a, s := newTestBackend(t, "a"), newTestBackend(t, "spare")
+	bal, url := startBalancer(t, Config{
+		Backends: []BackendConfig{{Name: "a", Address: a.addr}, {Name: "spare", Address: s.addr, Backup: true}},
+		Check:    CheckConfig{Interval: 50 * time.Millisecond, Fall: 2, Rise: 2},
+	})
+	c := &http.Client{}
+	for range 5 {
+		if _, _, be := get(t, c, url); be != "a" {
+			t.Fatalf("went to %q while the primary is up", be)
+		}
+	}
+	a.crash()
+	// Requests keep working at once (retried on the backup), and the
+	// backup stays in use once the checks took the primary down.
+	for range 5 {
+		if code, _, be := get(t, c, url); code != 200 || be != "spare" {
+			t.Fatalf("after the crash: %d from %q", code, be)
+		}
+	}
+	abe := bal.pool.Load().byName["a"]
+	waitFor(t, 2*time.Second, "a to be marked down", func() bool { return !abe.usable.Load() })
+	a.start()
+	waitFor(t, 2*time.Second, "a to come back", func() bool { return abe.usable.Load() })
+	if _, _, be := get(t, c, url); be != "a" {
+		t.Errorf("went to %q after the primary came back", be)
+	}
+}

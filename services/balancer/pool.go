@@ -22,9 +22,10 @@ type pool struct {
 // view is the immutable set of backends to choose from: the usable
 // primaries, or the usable backups when no primary is usable.
 type view struct {
-	active []*backend
-	seq    []*backend // smooth weighted round-robin order over active
-	backup bool       // active are backups
+	active  []*backend
+	seq     []*backend // smooth weighted round-robin order over active
+	backup  bool       // active are backups
+	backups []*backend // usable backups, for a retry when no primary is left
 }
 
 func newPool(cfg *Config, backends []*backend) *pool {
@@ -49,7 +50,7 @@ func (p *pool) rebuild() {
 			prim = append(prim, b)
 		}
 	}
-	v := &view{active: prim}
+	v := &view{active: prim, backups: back}
 	if len(prim) == 0 {
 		v.active, v.backup = back, true
 	}
@@ -98,8 +99,16 @@ var errNoBackend = errors.New("no backend is available")
 // backend with a free slot below MaxConn unless the algorithm is a hash.
 func (p *pool) pick(key uint64, hasKey bool, exclude *backend) *backend {
 	v := p.view.Load()
-	if len(v.active) == 0 || (len(v.active) == 1 && v.active[0] == exclude) {
+	if len(v.active) == 0 {
 		return nil
+	}
+	if len(v.active) == 1 && v.active[0] == exclude {
+		// The only primary just failed to connect: a retry may use a
+		// backup before the checks have taken the primary down.
+		if v.backup || len(v.backups) == 0 {
+			return nil
+		}
+		return v.backups[p.rr.Add(1)%uint64(len(v.backups))]
 	}
 	switch {
 	case p.cfg.Algorithm == "leastconn":

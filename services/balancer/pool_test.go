@@ -176,3 +176,14 @@ func TestMaxConnPrefersFreeBackend(t *testing.T) {
 		t.Errorf("got %v, want every request on b while a is full", got)
 	}
 }
+
+func TestRetryFallsBackToBackup(t *testing.T) {
+	p := testPool(t, "roundrobin", BackendConfig{Name: "a", Address: "h:1"}, BackendConfig{Name: "s", Address: "h:2", Backup: true})
+	if got := p.pick(0, false, p.byName["a"]); got == nil || got.name != "s" {
+		t.Errorf("retry after the only primary failed picked %v, want the backup", got)
+	}
+	p2 := testPool(t, "roundrobin", BackendConfig{Name: "a", Address: "h:1"})
+	if got := p2.pick(0, false, p2.byName["a"]); got != nil {
+		t.Errorf("picked %s with nothing left", got.name)
+	}
+}
