@@ -1,12 +1,28 @@
 package main
 
-import "github.com/piimage/piimage/services/node"
+import (
+	"log/slog"
+
+	"github.com/piimage/piimage/overlays"
+	"github.com/piimage/piimage/services"
+	"github.com/piimage/piimage/services/balancer"
+	"github.com/piimage/piimage/services/node"
+	"github.com/piimage/piimage/services/vip"
+	"github.com/piimage/piimage/services/web"
+)
 
 // registry lists the services built into this init, by the names the roles
-// use (node.RoleServices): "balancer", "vip", "web", "mirror". A service
-// package adds itself here with its services.Factory, e.g.
-//
-//	"web": web.New,
+// use (node.RoleServices): "balancer", "vip", "web", "mirror".
 func registry() node.Registry {
-	return node.Registry{}
+	return node.Registry{
+		"balancer": balancer.New,
+		"vip":      newVIP,
+		"web":      web.New,
+	}
+}
+
+// newVIP builds the VIP service tracking the local balancer's health, which
+// runs as a sibling process: its health socket answers for it.
+func newVIP(n *overlays.Node, log *slog.Logger) (services.Service, error) {
+	return vip.NewService(n, log, vip.Options{Balancer: vip.TrackerFunc(node.SiblingHealth("balancer"))})
 }

@@ -223,7 +223,7 @@ func (r *instance) startServices(sup *supervise.Supervisor) {
 			Command: supervise.Command{
 				Path: r.exe,
 				Args: []string{os.Args[0], "service", name, "--overlay", r.loaded.info.Path, "--sock", sock},
-				Env:  os.Environ(),
+				Env:  append(os.Environ(), RunDirEnv+"="+r.runDir),
 				// Without network permission a service may still send
 				// (VRRP adverts, mirror traffic): give it a network
 				// namespace of its own with nothing in it.
