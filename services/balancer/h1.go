@@ -179,6 +179,7 @@ type h1conn struct {
 	// headers make backend connections unshareable.
 	private   *bconn
 	privateBe *backend
+	linger    bool // the last answer refused a request whose bytes may be unread
 }
 
 var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2048) }}
@@ -188,7 +189,7 @@ func (hc *h1conn) serve() {
 	b.fe.connsNow.Add(1)
 	b.fe.connsTotal.Add(1)
 	defer b.fe.connsNow.Add(-1)
-	defer hc.c.Close()
+	defer hc.close()
 	defer hc.dropPrivate()
 	hc.remote = hc.c.RemoteAddr().String()
 	if ap, err := netip.ParseAddrPort(hc.remote); err == nil {
@@ -249,6 +250,28 @@ func (hc *h1conn) serve() {
 	}
 }
 
+// close closes the client connection. After refusing a request whose
+// body may still be arriving it first half-closes and reads for a moment,
+// so that the client sees the answer rather than a reset (a lingering
+// close, as net/http and HAProxy do).
+func (hc *h1conn) close() {
+	if hc.linger {
+		if cw, ok := hc.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			hc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			bp := copyBuffers.Get().(*[]byte)
+			for n := 0; n < 1<<20; {
+				k, err := hc.c.Read(*bp)
+				n += k
+				if err != nil {
+					break
+				}
+			}
+			copyBuffers.Put(bp)
+		}
+	}
+	hc.c.Close()
+}
+
 // reply writes the balancer's own answer: a small HTML page that never
 // names the software or its version.
 func (hc *h1conn) reply(code int, msg string, keep bool) {
@@ -259,6 +282,7 @@ func (hc *h1conn) reply(code int, msg string, keep bool) {
 	}
 	if !keep {
 		s += "Connection: close\r\n"
+		hc.linger = true
 	}
 	hc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	hc.c.Write([]byte(s + "\r\n" + body))

@@ -434,3 +434,29 @@ func TestProtocolDetails(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedLargeBody: a client still sending a refused body reads the
+// 413 instead of a connection reset.
+func TestRefusedLargeBody(t *testing.T) {
+	a := newTestBackend(t, "a")
+	bal, _ := startBalancer(t, Config{Backends: backendConfigs(a), MaxBodyBytes: 1000})
+	for i := range 3 {
+		c, err := net.Dial("tcp", bal.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n")
+			c.Write(make([]byte, 4000000))
+		}()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if !strings.HasPrefix(line, "HTTP/1.1 413") {
+			t.Errorf("try %d: %q, %v", i, line, err)
+		}
+	}
+	if a.hits.Load() != 0 {
+		t.Error("a refused request reached the backend")
+	}
+}
