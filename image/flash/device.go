@@ -122,6 +122,9 @@ func ParseSize(s string) (int64, error) {
 	if mult == 0 {
 		return 0, fmt.Errorf("size %q: unknown unit %q (use G, GB, GiB, T, TB, TiB)", s, unit)
 	}
+	if v*mult >= 1<<62 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
 	return int64(v * mult), nil
 }
 

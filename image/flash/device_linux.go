@@ -35,14 +35,18 @@ func (s System) Lookup(path string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", path, err)
 	}
-	st, err := os.Stat(real)
+	fi, err := os.Stat(real)
 	if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", path, err)
 	}
-	if st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
-		return nil, &NotBlockDeviceError{Path: path, Mode: st.Mode()}
+	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return nil, &NotBlockDeviceError{Path: path, Mode: fi.Mode()}
 	}
-	rdev := st.Sys().(*unix.Stat_t).Rdev
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", path, err)
+	}
+	rdev := st.Rdev
 	dev := fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev))
 	name, err := s.nameOf(dev)
 	if err != nil {
