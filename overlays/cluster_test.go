@@ -50,7 +50,7 @@ func TestReferenceCluster(t *testing.T) {
 	for name, prio := range map[string]int{"lbmaster": 101, "lbbackup": 100} {
 		v := byName[name].VIP
 		if v.Priority != prio || v.RouterID != 77 || v.Address.String() != "192.168.1.15/24" ||
-			v.InterfaceOrDefault() != "eth0" || v.AdvertIntervalOrDefault() != time.Second {
+			v.InterfaceOrDefault() != "eth0" || v.AdvertIntervalOrDefault() != 100*time.Millisecond {
 			t.Errorf("%s: vip %+v", name, v)
 		}
 		b := byName[name].Balancer
@@ -135,8 +135,8 @@ func TestClusterProblems(t *testing.T) {
 			old: "address: 192.168.1.15/24", new: "address: 192.168.1.16/24", lineAt: "address: 192.168.1.16/24",
 			field: "vip.address", msg: "192.168.1.16/24 differs from 192.168.1.15/24"},
 		{name: "advert interval differs", file: "lbmaster.yaml",
-			old: "advert_interval: 1s", new: "advert_interval: 2s", lineAt: "advert_interval: 2s",
-			field: "vip.advert_interval", msg: "2s differs from 1s"},
+			old: "advert_interval: 100ms", new: "advert_interval: 2s", lineAt: "advert_interval: 2s",
+			field: "vip.advert_interval", msg: "2s differs from 100ms"},
 		{name: "same priority", file: "lbmaster.yaml",
 			old: "priority: 101", new: "priority: 100", lineAt: "priority: 100",
 			field: "vip.priority", msg: "100 is also vip.priority (DIR/lbbackup.yaml)"},
