@@ -463,8 +463,10 @@ func rss(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
-// runBalancer is the balancer process of the benchmark: seed 001's setup.
+// runBalancer is the balancer process of the benchmark: seed 001's setup,
+// tuned like the init's balancer process.
 func runBalancer() {
+	balancer.TuneProcess()
 	var bcs []balancer.BackendConfig
 	for i, a := range strings.Split(os.Getenv("PIIMAGE_BENCH_BACKENDS"), ",") {
 		bcs = append(bcs, balancer.BackendConfig{Name: fmt.Sprintf("web%d", i+1), Address: a})
