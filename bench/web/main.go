@@ -150,8 +150,11 @@ func (b *bench) run(rounds int) error {
 	}
 	small := map[string][]result{}
 	large := map[string][]result{}
+	var perRound []map[string][2]result
 	b.port = 20000 + int(time.Now().UnixNano()%20000)
 	for round := range rounds {
+		this := map[string][2]result{}
+		perRound = append(perRound, this)
 		for _, s := range servers {
 			b.port++
 			rs, rl, err := b.measure(s, b.port)
@@ -163,13 +166,57 @@ func (b *bench) run(rounds int) error {
 				round+1, s.name, rs.reqs, rs.p50, rs.p99, rl.bytesPerSec/1e6, rl.p50, rl.p99)
 			small[s.name] = append(small[s.name], rs)
 			large[s.name] = append(large[s.name], rl)
+			this[s.name] = [2]result{rs, rl}
 		}
 	}
 	if out, err := exec.Command("uptime").Output(); err == nil {
 		fmt.Printf("load after: %s", out)
 	}
 	b.report(small, large)
+	reportRatios(perRound)
 	return nil
+}
+
+// reportRatios prints the median over rounds of ours against the fastest
+// incumbent of the same round. Servers measured back to back share the
+// machine's load, so these ratios vary less than the figures themselves
+// on a busy machine.
+func reportRatios(rounds []map[string][2]result) {
+	var reqs, p99s, mbs, p99l []float64
+	for _, r := range rounds {
+		ours, ok := r["piimage"]
+		if !ok {
+			continue
+		}
+		var bs, bl result
+		for _, name := range []string{"nginx", "lighttpd"} {
+			if x, ok := r[name]; ok {
+				if x[0].reqs > bs.reqs {
+					bs = x[0]
+				}
+				if x[1].bytesPerSec > bl.bytesPerSec {
+					bl = x[1]
+				}
+			}
+		}
+		if bs.reqs == 0 || bl.bytesPerSec == 0 {
+			continue
+		}
+		reqs = append(reqs, ours[0].reqs/bs.reqs)
+		p99s = append(p99s, float64(ours[0].p99)/float64(bs.p99))
+		mbs = append(mbs, ours[1].bytesPerSec/bl.bytesPerSec)
+		p99l = append(p99l, float64(ours[1].p99)/float64(bl.p99))
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	med := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	fmt.Printf("Per-round ratios to the round's fastest incumbent (median of %d rounds):\n", len(reqs))
+	fmt.Printf("  1 KiB req/s %.2fx (target >= 1.00x), p99 %.2fx (target <= 1.20x)\n", med(reqs), med(p99s))
+	fmt.Printf("  1 MiB MB/s  %.2fx (target >= 0.95x), p99 %.2fx (target <= 1.20x)\n", med(mbs), med(p99l))
 }
 
 // measure starts s, checks its answers, runs wrk on both files and stops it.
