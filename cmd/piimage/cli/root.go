@@ -23,6 +23,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		buildCommand(),
+		flashCommand(),
 		inspectCommand(),
 		validateCommand(),
 	}
