@@ -215,8 +215,13 @@ func (hc *h1conn) serve() {
 		if hc.f.closing.Load() {
 			return
 		}
-		raw, inBuf, err := readHead(hc.br, cfg.MaxHeaderBytes, &hc.spill)
+		// Active from the first byte on: a stop no longer closes it.
+		_, err := hc.br.Peek(1)
 		hc.idle.Store(false)
+		if err != nil {
+			return
+		}
+		raw, inBuf, err := readHead(hc.br, cfg.MaxHeaderBytes, &hc.spill)
 		if err != nil {
 			var he *httpError
 			if errors.As(err, &he) {

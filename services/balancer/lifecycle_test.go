@@ -281,3 +281,40 @@ func TestBackupTakesOver(t *testing.T) {
 		t.Errorf("went to %q after the primary came back", be)
 	}
 }
+
+// TestGracefulStop: stopping the balancer lets a request in flight finish.
+func TestGracefulStop(t *testing.T) {
+	a := newTestBackend(t, "a")
+	a.delay.Store(int64(300 * time.Millisecond))
+	bal, err := NewFromConfig(Config{Addr: "127.0.0.1:0", Backends: backendConfigs(a)}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bal.Run(ctx) }()
+	<-bal.Ready()
+	url := "http://" + bal.Addr().String()
+	res := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(url + "/slow")
+		if err != nil {
+			res <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- resp.Status + " " + string(body)
+	}()
+	waitFor(t, time.Second, "the request to reach the backend", func() bool { return a.hits.Load() == 1 })
+	cancel()
+	if got := <-res; got != "200 OK a /slow 0" {
+		t.Errorf("request in flight during the stop: %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Error("a stopped balancer still answers")
+	}
+}
