@@ -163,9 +163,10 @@ func (b *Balancer) retire(be *backend) {
 }
 
 // Reload applies a changed overlay: backends, weights, algorithm, checks,
-// persistence, stats password and certificates change in place without
-// dropping requests. Changing a listening port, the mode or server-wide
-// limits needs a restart and is refused.
+// persistence, timeouts, size limits, stats password and certificates
+// change in place without dropping requests. Changing a listening port,
+// the mode, turning TLS or stats on or off, or the connection limit needs
+// a restart and is refused.
 func (b *Balancer) Reload(node *overlays.Node) error {
 	if node == nil || node.Balancer == nil {
 		return errors.New("reloading balancer: the node has no balancer section")

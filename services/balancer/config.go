@@ -357,7 +357,9 @@ func orDuration(d, def time.Duration) time.Duration {
 }
 
 // frontendChanges reports which settings of next differ from c that only
-// a restart can apply (listening sockets and server-wide limits).
+// a restart can apply: the listening sockets and the connection limit.
+// Timeouts and header limits apply to the next request (the HTTP/2
+// server keeps its idle timeout and header limit until a restart).
 func (c Config) frontendChanges(next Config) []string {
 	var out []string
 	if c.Addr != next.Addr {
@@ -372,11 +374,8 @@ func (c Config) frontendChanges(next Config) []string {
 	if (c.Stats == nil) != (next.Stats == nil) || (c.Stats != nil && c.Stats.Addr != next.Stats.Addr) {
 		out = append(out, "stats.port")
 	}
-	if c.ClientTimeout != next.ClientTimeout || c.KeepAlive != next.KeepAlive {
-		out = append(out, "timeouts.client/keep_alive")
-	}
-	if c.MaxConn != next.MaxConn || c.MaxHeaderBytes != next.MaxHeaderBytes {
-		out = append(out, "limits")
+	if c.MaxConn != next.MaxConn {
+		out = append(out, "limits.max_conn")
 	}
 	return out
 }

@@ -221,6 +221,7 @@ func (hc *h1conn) serve() {
 		if err != nil {
 			return
 		}
+		cfg = b.cfg.Load() // the configuration of this request, after a reload too
 		raw, inBuf, err := readHead(hc.br, cfg.MaxHeaderBytes, &hc.spill)
 		if err != nil {
 			var he *httpError

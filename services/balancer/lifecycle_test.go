@@ -318,3 +318,26 @@ func TestGracefulStop(t *testing.T) {
 		t.Error("a stopped balancer still answers")
 	}
 }
+
+// TestReloadTimeouts: timeouts and limits change without a restart.
+func TestReloadTimeouts(t *testing.T) {
+	a := newTestBackend(t, "a")
+	a.delay.Store(int64(300 * time.Millisecond))
+	cfg := Config{Backends: []BackendConfig{{Name: "a", Address: a.addr, NoCheck: true}}}
+	bal, url := startBalancer(t, cfg)
+	if code, _, _ := get(t, &http.Client{}, url); code != 200 {
+		t.Fatalf("before: %d", code)
+	}
+	cfg.ServerTimeout = 100 * time.Millisecond
+	cfg.MaxHeaderBytes = 1024
+	cfg.ErrorLimit = -1
+	if err := bal.ReloadConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := get(t, &http.Client{}, url); code != 504 {
+		t.Errorf("after lowering the server timeout: %d, want 504", code)
+	}
+	if code, _, _ := get(t, &http.Client{}, url, "X-Big", strings.Repeat("b", 2000)); code != 431 {
+		t.Errorf("after lowering the header limit: %d, want 431", code)
+	}
+}
