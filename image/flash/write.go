@@ -21,6 +21,10 @@ type Options struct {
 	Progress func(Progress)
 	// Now is the clock for elapsed times; nil means time.Now.
 	Now func() time.Time
+	// WriteZeros writes all-zero pieces like any data even where the target
+	// could make them zero otherwise (to measure how a card whose reader
+	// offloads nothing behaves).
+	WriteZeros bool
 	// ReadBack, when set, wraps the reader that verification reads the
 	// target through. Tests use it to inject faults.
 	ReadBack func(io.ReaderAt) io.ReaderAt
@@ -148,6 +152,9 @@ func Write(ctx context.Context, img *Image, t *Target, o Options) (*Result, erro
 		res.Bytes += c.n
 	}
 	res.Skipped = max(0, img.Size()-res.Bytes)
+	if o.WriteZeros && t.zero == zeroOut {
+		t.zero = zeroWrite
+	}
 	w := &writer{img: img, t: t, o: o, res: res, chunks: chunks}
 	start := o.Now()
 	if err := w.write(ctx); err != nil {
