@@ -291,3 +291,54 @@ func TestTLSTerminationSNIAndHTTP2(t *testing.T) {
 		t.Errorf("smuggling over TLS: %q", line)
 	}
 }
+
+// TestHTTP2Path: HTTP/2 clients get the same retries, persistence and
+// 503 page as HTTP/1 ones.
+func TestHTTP2Path(t *testing.T) {
+	dir := t.TempDir()
+	fa, ca := writeCert(t, dir, "a.example")
+	a := newTestBackend(t, "a")
+	dead := newTestBackend(t, "dead")
+	dead.crash()
+	bal, _ := startBalancer(t, Config{
+		Backends: []BackendConfig{{Name: "dead", Address: dead.addr}, {Name: "a", Address: a.addr}},
+		Cookie:   &CookieConfig{},
+		Check:    CheckConfig{Interval: time.Hour},
+		TLS:      &TLSConfig{Addr: "127.0.0.1:0", Certs: []CertFiles{fa}},
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "a.example"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	url := "https://" + bal.TLSAddr().String() + "/"
+	for i := range 4 {
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "a" {
+			t.Fatalf("request %d: %s %d from %q", i, resp.Proto, resp.StatusCode, resp.Header.Get("X-Backend"))
+		}
+		if sc := resp.Header.Get("Set-Cookie"); sc != "SERVERID=a; Path=/; HttpOnly" {
+			t.Errorf("Set-Cookie %q", sc)
+		}
+	}
+	if d := bal.pool.Load().byName["dead"]; d.retries.Load() == 0 {
+		t.Error("no retry recorded for the dead backend")
+	}
+	for range 5 {
+		bal.observeCheck(bal.pool.Load().byName["a"], false, "", 0)
+		bal.observeCheck(bal.pool.Load().byName["dead"], false, "", 0)
+	}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "No server is available") {
+		t.Errorf("all down over HTTP/2: %d %q", resp.StatusCode, body)
+	}
+}
