@@ -26,7 +26,61 @@ func (x *exchange) relayResponse(raw []byte, inBuf bool) int {
 
 	wbp := writeBufs.Get().(*[]byte)
 	defer func() { writeBufs.Put(wbp) }()
-	w := (*wbp)[:0]
+	w := x.appendResponseHead((*wbp)[:0], clientKeep)
+	if inBuf {
+		bc.br.Discard(len(raw)) // raw is not used after this
+	}
+	remaining := int64(0)
+	if !noBody && resp.contentLength > 0 {
+		remaining = resp.contentLength
+		if n := int64(bc.br.Buffered()); n > 0 {
+			n = min(n, remaining)
+			body, _ := bc.br.Peek(int(n))
+			w = append(w, body...)
+			bc.br.Discard(int(n))
+			remaining -= n
+		}
+	}
+	*wbp = w
+	hc.dl.armWrite(hc.c, cfg.ClientTimeout)
+	if _, err := hc.c.Write(w); err != nil {
+		x.release(false)
+		x.err, x.clientErr = err, true
+		return exCut
+	}
+	src := deadlineReader{bc.br, bc.c, cfg.ServerTimeout, &bc.dl}
+	dst := deadlineWriter{hc.c, cfg.ClientTimeout, &hc.dl}
+	var err error
+	switch {
+	case resp.status == 101:
+		tunnel(hc.c, hc.br, bc.c, bc.br, cfg, x.be)
+		x.release(false)
+		x.keep = false
+		return exDone
+	case noBody:
+	case resp.chunked:
+		_, err = relayChunked(dst, src, req.minor == 1, 0)
+	case remaining > 0:
+		err = copyN(dst, src, remaining)
+	case closeDelimited:
+		err = copyAll(dst, src)
+	}
+	if err != nil {
+		x.release(false)
+		var we *writeError
+		x.err, x.clientErr = err, errors.As(err, &we)
+		return exCut
+	}
+	x.release(reusable)
+	x.keep = clientKeep
+	return exDone
+}
+
+// appendResponseHead writes the answer's head as the client gets it: the
+// backend's status and fields minus hop-by-hop ones, with the persistence
+// cookie and the framing and connection fields of the client's side.
+func (x *exchange) appendResponseHead(w []byte, clientKeep bool) []byte {
+	cfg, req, resp := x.cfg, x.req, x.resp()
 	if req.minor == 1 {
 		w = append(w, "HTTP/1.1 "...)
 	} else {
@@ -76,54 +130,7 @@ func (x *exchange) relayResponse(raw []byte, inBuf bool) int {
 	case req.minor == 0:
 		w = append(w, "Connection: keep-alive\r\n"...)
 	}
-	w = append(w, "\r\n"...)
-	if inBuf {
-		bc.br.Discard(len(raw)) // raw is not used after this
-	}
-	remaining := int64(0)
-	if !noBody && resp.contentLength > 0 {
-		remaining = resp.contentLength
-		if n := int64(bc.br.Buffered()); n > 0 {
-			n = min(n, remaining)
-			body, _ := bc.br.Peek(int(n))
-			w = append(w, body...)
-			bc.br.Discard(int(n))
-			remaining -= n
-		}
-	}
-	*wbp = w
-	hc.dl.armWrite(hc.c, cfg.ClientTimeout)
-	if _, err := hc.c.Write(w); err != nil {
-		x.release(false)
-		x.err, x.clientErr = err, true
-		return exCut
-	}
-	src := deadlineReader{bc.br, bc.c, cfg.ServerTimeout, &bc.dl}
-	dst := deadlineWriter{hc.c, cfg.ClientTimeout, &hc.dl}
-	var err error
-	switch {
-	case resp.status == 101:
-		tunnel(hc.c, hc.br, bc.c, bc.br, cfg, x.be)
-		x.release(false)
-		x.keep = false
-		return exDone
-	case noBody:
-	case resp.chunked:
-		_, err = relayChunked(dst, src, req.minor == 1, 0)
-	case remaining > 0:
-		err = copyN(dst, src, remaining)
-	case closeDelimited:
-		err = copyAll(dst, src)
-	}
-	if err != nil {
-		x.release(false)
-		var we *writeError
-		x.err, x.clientErr = err, errors.As(err, &we)
-		return exCut
-	}
-	x.release(reusable)
-	x.keep = clientKeep
-	return exDone
+	return append(w, "\r\n"...)
 }
 
 // tunnel joins client and backend after a protocol switch (WebSocket).
