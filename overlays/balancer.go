@@ -146,6 +146,9 @@ type Stats struct {
 	Port int `yaml:"port,omitempty"`
 	// Bind is the address to listen on; unset means every address.
 	Bind netip.Addr `yaml:"bind,omitempty"`
+	// Path is where the page is served, like HAProxy's "stats uri"; ""
+	// means "/". The metrics are always at /metrics.
+	Path string `yaml:"path,omitempty"`
 	// User is the HTTP basic-auth user name.
 	User string `yaml:"user"`
 	// PasswordHash is the password as "pbkdf2-sha256$ITERATIONS$SALT$HASH"
@@ -308,6 +311,9 @@ func (b *Balancer) validate(p *problems, path string, n *Node) {
 			p.addf(f("stats.port"), "%d is already used by %s", port, other)
 		}
 		ports[port] = f("stats.port")
+		if s.Path != "" && (!strings.HasPrefix(s.Path, "/") || strings.ContainsAny(s.Path, " ?#\r\n") || s.Path == "/metrics") {
+			p.addf(f("stats.path"), "%q must start with /, hold no spaces, ? or #, and not be /metrics", s.Path)
+		}
 		if s.User == "" || strings.ContainsAny(s.User, ":\r\n") {
 			p.addf(f("stats.user"), "must be set and contain no colon")
 		}

@@ -22,7 +22,7 @@ backends:
   - {name: web1-wlan, address: "192.168.1.22:80"}
   - {name: web2-eth, address: "192.168.1.13:80"}
   - {name: web2-wlan, address: "192.168.1.23:80"}
-stats: {port: 1936, user: admin, password_hash: "` + testPasswordHash + `"}
+stats: {port: 1936, path: /haproxy-stats, user: admin, password_hash: "` + testPasswordHash + `"}
 `
 
 // seed003Balancer is seed 003's (names resolved when connecting).
@@ -85,6 +85,7 @@ func TestBalancerValidate(t *testing.T) {
 		{"only backups", "backends: [{name: a, address: 'h:80', backup: true}]", []string{"balancer.backends"}},
 		{"bad check", "check: {type: icmp, fall: -1, interval: 1ms, path: x}\nbackends: [{name: a, address: 'h:80'}]",
 			[]string{"balancer.check.type", "balancer.check.fall", "balancer.check.interval", "balancer.check.path"}},
+		{"stats bad path", "stats: {path: 'stats?x', user: u, password_hash: '" + testPasswordHash + "'}\nbackends: [{name: a, address: 'h:80'}]", []string{"balancer.stats.path"}},
 		{"stats plain password", "stats: {user: u, password_hash: secret}\nbackends: [{name: a, address: 'h:80'}]", []string{"balancer.stats.password_hash"}},
 		{"stats port clash", "port: 8080\nstats: {port: 8080, user: u, password_hash: '" + testPasswordHash + "'}\nbackends: [{name: a, address: 'h:80'}]", []string{"balancer.stats.port"}},
 		{"tls relative", "tls: {certs: [{cert: a.pem, key: /k.pem}]}\nbackends: [{name: a, address: 'h:80'}]", []string{"balancer.tls.certs[0].cert"}},

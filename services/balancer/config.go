@@ -115,6 +115,9 @@ type CookieConfig struct {
 type StatsConfig struct {
 	// Addr is the listening address; "" means ":1936".
 	Addr string
+	// Path is where the page is served; "" means "/". Metrics are at
+	// /metrics.
+	Path string
 	// User and PasswordHash (see HashPassword) guard the page.
 	User         string
 	PasswordHash string
@@ -187,7 +190,7 @@ func ConfigFromOverlay(b *overlays.Balancer) Config {
 		if port == 0 {
 			port = overlays.DefaultStatsPort
 		}
-		c.Stats = &StatsConfig{Addr: hostPort(s.Bind, port), User: s.User, PasswordHash: s.PasswordHash}
+		c.Stats = &StatsConfig{Addr: hostPort(s.Bind, port), Path: s.Path, User: s.User, PasswordHash: s.PasswordHash}
 	}
 	if t := b.TLS; t != nil {
 		port := t.Port
@@ -315,6 +318,12 @@ func (c Config) withDefaults() (Config, error) {
 		s := *c.Stats
 		if s.Addr == "" {
 			s.Addr = ":1936"
+		}
+		if s.Path == "" {
+			s.Path = "/"
+		}
+		if s.Path[0] != '/' || s.Path == "/metrics" {
+			return c, fmt.Errorf("stats path %q must start with / and not be /metrics", s.Path)
 		}
 		if _, err := parsePasswordHash(s.PasswordHash); err != nil {
 			return c, fmt.Errorf("stats password hash: %w", err)

@@ -178,7 +178,7 @@ func TestStatsPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bal, url := startBalancer(t, Config{Backends: backendConfigs(a), Stats: &StatsConfig{Addr: "127.0.0.1:0", User: "admin", PasswordHash: hash}})
+	bal, url := startBalancer(t, Config{Backends: backendConfigs(a), Stats: &StatsConfig{Addr: "127.0.0.1:0", Path: "/haproxy-stats", User: "admin", PasswordHash: hash}})
 	get(t, &http.Client{}, url)
 	bal.auth.Load().interval = 0
 	surl := "http://" + bal.StatsAddr().String()
@@ -188,11 +188,12 @@ func TestStatsPage(t *testing.T) {
 		want       int
 		contains   string
 	}{
-		{"", "", "/", 401, ""},
-		{"admin", "wrong", "/", 401, ""},
-		{"root", "s3cret", "/", 401, ""},
-		{"admin", "s3cret", "/", 200, `<td class="l">a</td>`},
-		{"admin", "s3cret", "/", 200, `<td class="l">a</td>`}, // the cached path
+		{"", "", "/haproxy-stats", 401, ""},
+		{"admin", "wrong", "/haproxy-stats", 401, ""},
+		{"root", "s3cret", "/haproxy-stats", 401, ""},
+		{"admin", "s3cret", "/haproxy-stats", 200, `<td class="l">a</td>`},
+		{"admin", "s3cret", "/haproxy-stats", 200, `<td class="l">a</td>`}, // the cached path
+		{"admin", "s3cret", "/", 404, ""},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_up{backend="a"} 1`},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_requests_total{backend="a"} 1`},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_response_seconds_bucket{backend="a",le="+Inf"} 1`},

@@ -45,20 +45,9 @@ func (b *Balancer) Stats() Stats {
 	return s
 }
 
-// statsHandler serves the stats page at / and Prometheus text at
-// /metrics, both behind basic auth.
+// statsHandler serves the stats page at the configured path and
+// Prometheus text at /metrics, both behind basic auth.
 func (b *Balancer) statsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		writeMetrics(w, b.Stats())
-	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := statsPage.Execute(w, b.Stats()); err != nil {
-			b.log.Debug("writing stats page", "err", err)
-		}
-	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		a := b.auth.Load()
@@ -68,7 +57,22 @@ func (b *Balancer) statsHandler() http.Handler {
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		switch r.URL.Path {
+		case "/metrics":
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			writeMetrics(w, b.Stats())
+		case b.cfg.Load().Stats.Path:
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			if err := statsPage.Execute(w, b.Stats()); err != nil {
+				b.log.Debug("writing stats page", "err", err)
+			}
+		default:
+			http.NotFound(w, r)
+		}
 	})
 }
 
