@@ -191,3 +191,32 @@ func TestLookupNotBlockDevice(t *testing.T) {
 		t.Errorf("/dev/null: %v", err)
 	}
 }
+
+// TestMountedLoopRefused mounts an ext4 on a loop device we created: the
+// real mountinfo shows it, Check refuses, and an exclusive open fails too.
+func TestMountedLoopRefused(t *testing.T) {
+	dev, _ := newLoop(t, 64*mib)
+	run(t, "mkfs.ext4", "-q", "-F", dev)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "ext4", dev, dir).CombinedOutput(); err != nil {
+		t.Skipf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	var sys System
+	d, err := sys.Lookup(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(d, Policy{})
+	if err == nil || !strings.Contains(err.Error(), "mounted ("+dev+" on "+dir+")") {
+		t.Fatalf("Check of a mounted loop device: %v", err)
+	}
+	d.Mounts = nil // pretend the check missed it: the kernel still refuses
+	if _, err := sys.OpenDevice(d); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("exclusive open of a mounted device: %v", err)
+	}
+}

@@ -73,16 +73,21 @@ func bar(p Progress) string {
 	if n < width {
 		b += ">" + strings.Repeat(" ", width-n-1)
 	}
-	return fmt.Sprintf("%-6s [%s] %s", p.Phase, b, status(p)[len(p.Phase)+1:])
+	return fmt.Sprintf("%-6s [%s] %s", p.Phase, b, figures(p))
 }
 
-// status renders "write  45%  812/1800 MiB  38.2 MB/s  ETA 0:26".
+// status renders "write   45%  812/1800 MiB  38.2 MB/s  ETA 0:26".
 func status(p Progress) string {
+	return fmt.Sprintf("%-6s %s", p.Phase, figures(p))
+}
+
+// figures renders " 45%  812/1800 MiB  38.2 MB/s  ETA 0:26".
+func figures(p Progress) string {
 	pct := 100
 	if p.Total > 0 {
 		pct = int(p.Done * 100 / p.Total)
 	}
-	s := fmt.Sprintf("%s %3d%%  %d/%d MiB  %.1f MB/s", p.Phase, pct, p.Done>>20, p.Total>>20, p.Rate()/1e6)
+	s := fmt.Sprintf("%3d%%  %d/%d MiB  %.1f MB/s", pct, p.Done>>20, p.Total>>20, p.Rate()/1e6)
 	if eta := p.ETA(); eta > 0 {
 		s += "  ETA " + clock(eta)
 	} else if p.Done >= p.Total {
