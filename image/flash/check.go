@@ -67,8 +67,11 @@ func Check(d *Device, p Policy) error {
 			"piimage writes only removable media (USB card readers, SD cards); run piimage flash --list to see which disks qualify")
 	}
 	if d.Size > p.MaxSize {
-		add(fmt.Sprintf("it is %s, larger than the %s limit", FormatSize(d.Size), FormatSize(p.MaxSize)),
-			"a card that large is unusual; if this really is the card, pass --max-size %s", roundUpSize(d.Size))
+		do := fmt.Sprintf("a card that large is unusual; if this really is the card, pass --max-size %s", roundUpSize(d.Size))
+		if len(d.System) > 0 || !d.Removable {
+			do = "a card is smaller; this disk is not one (see above)"
+		}
+		add(fmt.Sprintf("it is %s, larger than the %s limit", FormatSize(d.Size), FormatSize(p.MaxSize)), "%s", do)
 	}
 	if p.ImageSize > 0 && d.Size < p.ImageSize {
 		add(fmt.Sprintf("it is %s, smaller than the %s image", FormatSize(d.Size), FormatSize(p.ImageSize)),

@@ -160,7 +160,7 @@ func TestCheck(t *testing.T) {
 			[]string{"sdb1 is a partition of sdb", "--device /dev/sdb"}},
 		{"fixed disk", func(f *fakeSys) {
 			f.disk(disk{name: "sda", dev: "8:0", bus: "pci0000:00/ata1", size: 500e9, removable: "0", model: "Samsung SSD"})
-		}, "sda", Policy{}, []string{"not removable (removable=0)", "larger than the 256.0 GB limit", "--max-size 500G"}},
+		}, "sda", Policy{}, []string{"not removable (removable=0)", "larger than the 256.0 GB limit", "this disk is not one"}},
 		{"system disk", nil, "vda", Policy{MaxSize: 1e12},
 			[]string{"holds the running system (swap /dev/vda2; the root filesystem / is on it)", "mounted (/dev/vda1 on /)"}},
 		{"sd card in a built-in reader", func(f *fakeSys) {
