@@ -28,9 +28,15 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/piimage/piimage/services/mirror"
+)
+
+var (
+	rounds   int
+	fullOnly bool
 )
 
 func main() {
@@ -40,6 +46,8 @@ func main() {
 	burstN := flag.Int("burst", 1000, "files changed in the burst")
 	keep := flag.Bool("keep", false, "keep the temp folder")
 	fsync := flag.Bool("fsync", true, "ours: fsync each file before its rename (the service's default)")
+	flag.IntVar(&rounds, "rounds", 3, "rounds of the full copy and the no-change re-sync (medians are reported)")
+	flag.BoolVar(&fullOnly, "full-only", false, "run the full copies only")
 	flag.Parse()
 	if err := run(*files, *mb, *latN, *burstN, *keep, *fsync); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/mirror:", err)
@@ -50,6 +58,7 @@ func main() {
 type result struct {
 	dur   time.Duration
 	bytes int64
+	cpu   time.Duration // CPU time of both ends, user and system
 	note  string
 }
 
@@ -58,6 +67,9 @@ func (r result) String() string {
 		return r.note
 	}
 	s := fmt.Sprintf("%8.3f s %10s", r.dur.Seconds(), kb(r.bytes))
+	if r.cpu > 0 {
+		s += fmt.Sprintf(" cpu %.2f s", r.cpu.Seconds())
+	}
 	if r.note != "" {
 		s += "  " + r.note
 	}
@@ -114,9 +126,8 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 	var rows []row
 	add := func(name string, r, o result) { rows = append(rows, row{name, r, o}) }
 
-	// Full copies and no-change re-syncs, alternating, three rounds each;
-	// the medians are reported.
-	const rounds = 3
+	// Full copies and no-change re-syncs, alternating, in rounds; the
+	// medians are reported.
 	var fullR, fullRF, fullO, fullONF, noR, noO []result
 	for i := range rounds {
 		if rs != nil {
@@ -124,6 +135,7 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 			fullRF = append(fullRF, must(rs.pull(dst, "-azq", "--fsync")))
 			os.RemoveAll(dst)
 			fullR = append(fullR, must(rs.pull(rs.dst, "-azq")))
+			fmt.Printf("round %d: rsync -az %v, rsync -az --fsync %v\n", i+1, fullR[i], fullRF[i])
 			if i < rounds-1 {
 				os.RemoveAll(rs.dst)
 			}
@@ -132,6 +144,7 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		fullONF = append(fullONF, must(ours.cold(dst, false)))
 		os.RemoveAll(dst)
 		fullO = append(fullO, must(ours.cold(ours.dst, true)))
+		fmt.Printf("round %d: ours %v, ours without fsync %v\n", i+1, fullO[i], fullONF[i])
 		if i < rounds-1 {
 			os.RemoveAll(ours.dst)
 		}
@@ -140,16 +153,45 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		return fmt.Errorf("after the full copy the trees differ: %s", diff)
 	}
 	for range rounds {
+		if fullOnly {
+			break
+		}
 		if rs != nil {
 			noR = append(noR, must(rs.pull(rs.dst, "-azq")))
 		}
 		noO = append(noO, must(ours.cold(ours.dst, fsync)))
 	}
-	add("full copy (median of 3)", median(fullR), median(fullO))
+	add(fmt.Sprintf("full copy (median of %d)", rounds), median(fullR), median(fullO))
 	add("  same, both fsync each file", median(fullRF), median(fullO))
 	add("  same, neither fsyncs", median(fullR), median(fullONF))
-	add("no-change re-sync (median of 3)", median(noR), median(noO))
+	add(fmt.Sprintf("no-change re-sync (median of %d)", rounds), median(noR), median(noO))
+	if fullOnly {
+		rows = rows[:3]
+	} else if err := ourLivePhases(rs, ours, srcR, srcO, latN, burstN, fsync, add); err != nil {
+		return err
+	}
 
+	fmt.Printf("\n%-38s %-30s %-44s %s\n", "phase", "rsync -az (daemon)", "piimage mirror", "ours/rsync")
+	for _, r := range rows {
+		ratio := ""
+		if r.rsync.dur > 0 && r.our.dur > 0 {
+			ratio = fmt.Sprintf("time %.2fx", r.our.dur.Seconds()/r.rsync.dur.Seconds())
+			if r.rsync.bytes > 0 {
+				ratio += fmt.Sprintf(", bytes %.2fx", float64(r.our.bytes)/float64(r.rsync.bytes))
+			}
+		}
+		if rs == nil && r.rsync.note == "" {
+			r.rsync.note = "not run"
+		}
+		fmt.Printf("%-38s %-30s %-44s %s\n", r.name, r.rsync, r.our, ratio)
+	}
+	fmt.Printf("ours: replica counters %+v\n", ours.counters())
+	return nil
+}
+
+// ourLivePhases runs the phases after the full copies: 1% changed (cold
+// and live), latency and the burst.
+func ourLivePhases(rs *rsyncd, ours *ourMirror, srcR, srcO string, latN, burstN int, fsync bool, add func(string, result, result)) error {
 	// 1%: rsync's cron run against a replica started cold after the change.
 	if rs != nil {
 		if err := changeOnePercent(srcR, 1); err != nil {
@@ -209,21 +251,6 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		}
 	}
 
-	fmt.Printf("\n%-38s %-30s %-44s %s\n", "phase", "rsync -az (daemon)", "piimage mirror", "ours/rsync")
-	for _, r := range rows {
-		ratio := ""
-		if r.rsync.dur > 0 && r.our.dur > 0 {
-			ratio = fmt.Sprintf("time %.2fx", r.our.dur.Seconds()/r.rsync.dur.Seconds())
-			if r.rsync.bytes > 0 {
-				ratio += fmt.Sprintf(", bytes %.2fx", float64(r.our.bytes)/float64(r.rsync.bytes))
-			}
-		}
-		if rs == nil && r.rsync.note == "" {
-			r.rsync.note = "not run"
-		}
-		fmt.Printf("%-38s %-30s %-44s %s\n", r.name, r.rsync, r.our, ratio)
-	}
-	fmt.Printf("ours: replica counters %+v\n", ours.counters())
 	return nil
 }
 
@@ -465,6 +492,32 @@ log file = %s/rsyncd.log
 	return r, nil
 }
 
+// procCPU is the CPU time of process pid and its reaped children (the
+// daemon's per-connection processes), from /proc/PID/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		var v int64
+		fmt.Sscan(f[i], &v)
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU is this process's CPU time (our primary and replica both run
+// in it).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // stop ends the daemon we started, by its PID.
 func (r *rsyncd) stop() {
 	if r.px != nil {
@@ -477,16 +530,19 @@ func (r *rsyncd) stop() {
 // pull runs the rsync client with the seed's excludes and --delete.
 func (r *rsyncd) pull(dst string, flags ...string) (result, error) {
 	before := r.px.n.Load()
+	dcpu := procCPU(r.cmd.Process.Pid)
 	args := append(flags, "--delete", "--exclude=**/stats", "--exclude=**/error", "--exclude=**/files/pictures",
 		fmt.Sprintf("rsync://%s/src/", r.px.addr()), dst+"/")
 	t := time.Now()
-	b, err := exec.Command(r.bin, args...).CombinedOutput()
+	cmd := exec.Command(r.bin, args...)
+	b, err := cmd.CombinedOutput()
 	dur := time.Since(t)
-	time.Sleep(50 * time.Millisecond) // let the proxy count the last bytes
+	time.Sleep(50 * time.Millisecond) // let the proxy count the last bytes, the daemon reap its child
 	if err != nil {
 		return result{}, fmt.Errorf("rsync %v: %w: %s", args, err, b)
 	}
-	return result{dur: dur, bytes: r.px.n.Load() - before}, nil
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime() + procCPU(r.cmd.Process.Pid) - dcpu
+	return result{dur: dur, bytes: r.px.n.Load() - before, cpu: cpu}, nil
 }
 
 // burst writes n small files under dir/burst.
@@ -575,6 +631,7 @@ func inSync(s *mirror.Service) bool {
 // cold starts a replica into dst and times it until it is in sync.
 func (o *ourMirror) cold(dst string, fsync bool) (result, error) {
 	before := o.px.n.Load()
+	cpu := selfCPU()
 	t := time.Now()
 	s, stop, err := o.startReplica(dst, fsync)
 	if err != nil {
@@ -585,8 +642,9 @@ func (o *ourMirror) cold(dst string, fsync bool) (result, error) {
 		return result{}, fmt.Errorf("replica not in sync after 60 s: %+v", s.Status().Self)
 	}
 	d := time.Since(t)
+	cpu = selfCPU() - cpu
 	time.Sleep(50 * time.Millisecond)
-	return result{dur: d, bytes: o.px.n.Load() - before}, nil
+	return result{dur: d, bytes: o.px.n.Load() - before, cpu: cpu}, nil
 }
 
 // follow starts the long-lived replica the live phases use.

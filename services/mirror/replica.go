@@ -166,20 +166,37 @@ func (r *replica) session(ctx context.Context) (synced bool, err error) {
 		tc.Close()
 	}()
 	defer s.close()
+	// One goroutine reads, decrypts, decodes and inflates; this one hashes
+	// and writes files, so the two halves of the work overlap.
+	msgs := make(chan wire.Msg, 64)
+	rerr := make(chan error, 1)
+	go func() {
+		rerr <- r.readLoop(sctx, tc, rd, msgs, s.bufs)
+		close(msgs)
+	}()
+	tick := time.NewTicker(maxReadyAge)
+	defer tick.Stop()
 	for {
-		tc.SetReadDeadline(time.Now().Add(3 * r.cfg.Heartbeat))
-		m, err := rd.Read()
-		if err != nil {
-			scancel()
-			if e := <-werr; e != nil && !errors.Is(e, net.ErrClosed) {
-				err = e
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				err := <-rerr
+				scancel()
+				if e := <-werr; e != nil && !errors.Is(e, net.ErrClosed) {
+					err = e
+				}
+				return s.synced, fmt.Errorf("reading from primary: %w", err)
 			}
-			return s.synced, fmt.Errorf("reading from primary: %w", err)
-		}
-		if err := s.handle(m); err != nil {
-			scancel()
-			<-werr
-			return s.synced, err
+			err := s.handle(m)
+			if l, ok := m.(wire.Literal); ok {
+				s.bufs.Put(&l.Data)
+			}
+			if err != nil {
+				scancel()
+				<-werr
+				return s.synced, err
+			}
+		case <-tick.C:
 		}
 		if r.audit.Swap(false) && !s.inListing {
 			s.reconcile(r.remote, s.lastFinal, false)
@@ -187,6 +204,36 @@ func (r *replica) session(ctx context.Context) (synced bool, err error) {
 		s.pump()
 		s.settle()
 		r.publish(s, in.Load(), out.Load())
+	}
+}
+
+// readLoop reads frames into msgs until the connection fails. Literal
+// data is copied out of the reader's buffer (inflated when it can be) into
+// buffers from bufs, which the syncer gives back.
+func (r *replica) readLoop(ctx context.Context, tc net.Conn, rd *wire.Reader, msgs chan<- wire.Msg, bufs *sync.Pool) error {
+	var z wire.Inflater
+	for {
+		tc.SetReadDeadline(time.Now().Add(3 * r.cfg.Heartbeat))
+		m, err := rd.Read()
+		if err != nil {
+			return err
+		}
+		if l, ok := m.(wire.Literal); ok {
+			data := l.Data
+			if l.Deflated {
+				if d, err := z.Inflate(l.Data); err == nil {
+					data, l.Deflated = d, false
+				} // else the syncer meets the error itself
+			}
+			bp := bufs.Get().(*[]byte)
+			l.Data = append((*bp)[:0], data...)
+			m = l
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/piimage/piimage/services/mirror/delta"
@@ -56,6 +57,7 @@ type syncer struct {
 	syncedAt  time.Time
 	published time.Time
 	inflater  wire.Inflater
+	bufs      *sync.Pool // of *[]byte, for Literal data
 }
 
 // xfer is one requested file.
@@ -82,7 +84,8 @@ type xfer struct {
 func newSyncer(r *replica, now time.Time) *syncer {
 	return &syncer{r: r, l: r.loc, start: now, genSeen: map[uint64]time.Time{}, pending: map[uint64]int{},
 		wantGen: map[string]uint64{}, inPath: map[string]*xfer{}, retries: map[string]int{},
-		noBasis: map[string]bool{}, touched: map[string]bool{}, readyMap: map[string]*xfer{}}
+		noBasis: map[string]bool{}, touched: map[string]bool{}, readyMap: map[string]*xfer{},
+		bufs: &sync.Pool{New: func() any { b := make([]byte, 0, 128<<10); return &b }}}
 }
 
 // close ends the session: a transfer cut off is kept as a partial file
