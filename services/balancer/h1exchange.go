@@ -113,7 +113,7 @@ func (x *exchange) connect(fresh bool) (*bconn, error) {
 			return bc, nil
 		}
 	}
-	c, err := net.DialTimeout("tcp", be.addr, cfg.ConnectTimeout)
+	c, err := dialShallow(be.addr, cfg.ConnectTimeout)
 	if err != nil {
 		return nil, &dialError{err}
 	}
@@ -292,4 +292,22 @@ func (x *exchange) readResponseHead() ([]byte, bool, error) {
 			x.bc.br.Discard(len(raw))
 		}
 	}
+}
+
+// dialShallow connects on a short-lived goroutine of its own. Dialing runs
+// deep in the net package; done on a client connection's goroutine it
+// would double that goroutine's stack for the connection's lifetime, which
+// at a thousand connections is megabytes.
+func dialShallow(addr string, timeout time.Duration) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }

@@ -113,11 +113,10 @@ func TestNetnsBackendVanishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
 	l := startLoad(ctx, url, workers, 50000)
-	time.Sleep(300 * time.Millisecond)
-	if remote.hits.Load() == 0 {
-		t.Fatal("the backend in the namespace got no requests")
-	}
 	rbe := bal.pool.Load().byName["remote"]
+	waitFor(t, 3*time.Second, "the backend in the namespace to get requests", func() bool {
+		return remote.hits.Load() > 10 && rbe.usable.Load()
+	})
 	ip(t, "-n", ns.name, "link", "set", ns.nsIf, "down")
 	waitFor(t, 3*time.Second, "the vanished backend to be marked down", func() bool { return !rbe.usable.Load() })
 	time.Sleep(400 * time.Millisecond) // requests already sent to it time out

@@ -115,7 +115,7 @@ func (b *Balancer) handleTCP(c net.Conn) {
 			return
 		}
 		start := time.Now()
-		bc, err := net.DialTimeout("tcp", be.addr, cfg.ConnectTimeout)
+		bc, err := dialShallow(be.addr, cfg.ConnectTimeout)
 		if err != nil {
 			be.release()
 			be.connErrors.Add(1)
