@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -230,4 +231,50 @@ func TestReplaceErrors(t *testing.T) {
 	if got, _ := v.ReadFile("node.yaml"); string(got) != "a" {
 		t.Errorf("node.yaml now %q", got)
 	}
+}
+
+// memVolume is a growable in-memory volume for FuzzReplace.
+type memVolume struct{ b []byte }
+
+func (m *memVolume) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memVolume) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, errors.New("write outside the volume")
+	}
+	return copy(m.b[off:], p), nil
+}
+
+// FuzzReplace replaces node.yaml on mangled volumes: Replace must not
+// panic or loop, and when it succeeds the file reads back.
+// go test -run '^$' -fuzz FuzzReplace -fuzztime 60s -fuzzminimizetime 5s ./image/fat32
+func FuzzReplace(f *testing.F) {
+	f.Add(tinyImage(f, fstest.MapFS{
+		"node.yaml": {Data: []byte("hostname: a\n")},
+		"other":     {Data: bytes.Repeat([]byte("o"), 700)},
+	}), uint16(900))
+	f.Add(tinyImage(f, fstest.MapFS{"d/node.yaml": {Data: []byte("x")}, "node.yaml": {}}), uint16(3))
+	f.Fuzz(func(t *testing.T, img []byte, n uint16) {
+		m := &memVolume{b: bytes.Clone(img)}
+		v, err := Open(m, int64(len(m.b)))
+		if err != nil {
+			return
+		}
+		data := bytes.Repeat([]byte("y"), int(n)%4000)
+		if err := v.Replace(m, "node.yaml", data, time.Time{}); err != nil {
+			return
+		}
+		if got, err := v.ReadFile("node.yaml"); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("after Replace: %d bytes, %v", len(got), err)
+		}
+	})
 }
