@@ -30,6 +30,11 @@ func (c countingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// writeTimeout bounds one flush of frames. A peer that is alive but slow
+// (a replica busy writing a large tree) must not be dropped for it: dead
+// peers are found by the heartbeat's read deadlines instead.
+const writeTimeout = 2 * time.Minute
+
 // frameWriter writes frames through a buffer.
 type frameWriter struct {
 	conn    net.Conn

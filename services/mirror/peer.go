@@ -22,7 +22,8 @@ type peer struct {
 	name  string
 	addr  string
 	since time.Time
-	conn  net.Conn
+	conn  net.Conn // the TLS connection
+	raw   net.Conn // the TCP connection under it: closing it never blocks
 	fw    *frameWriter
 	in    atomic.Int64
 	out   atomic.Int64
@@ -70,7 +71,7 @@ func (pc *peer) queueBatches(bs []wire.Batch) {
 	if len(pc.batches) > maxQueuedBatches {
 		pc.mu.Unlock()
 		pc.p.log.Warn("mirror: replica too slow; dropping it", "replica", pc.name)
-		pc.conn.Close()
+		pc.raw.Close()
 		return
 	}
 	pc.batches = append(pc.batches, bs...)

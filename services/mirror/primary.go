@@ -110,7 +110,7 @@ func (p *primary) run(ctx context.Context) error {
 		ln.Close()
 		p.mu.Lock()
 		for pc := range p.peers {
-			pc.conn.Close()
+			pc.raw.Close()
 		}
 		p.mu.Unlock()
 	}()
@@ -377,7 +377,7 @@ func (p *primary) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGrou
 
 // serve runs one replica's session.
 func (p *primary) serve(ctx context.Context, raw net.Conn) error {
-	pc := &peer{p: p, addr: raw.RemoteAddr().String(), since: time.Now(), wake: make(chan struct{}, 1)}
+	pc := &peer{p: p, raw: raw, addr: raw.RemoteAddr().String(), since: time.Now(), wake: make(chan struct{}, 1)}
 	cc := countingConn{Conn: raw, in: &pc.in, out: &pc.out}
 	tc := tls.Server(cc, p.cfg.Identity.serverConfig())
 	defer tc.Close()
@@ -407,7 +407,7 @@ func (p *primary) serve(ctx context.Context, raw net.Conn) error {
 	if h.Name != pc.name {
 		p.log.Info("mirror: replica's hello differs from its certificate", "hello", h.Name, "cert", pc.name)
 	}
-	pc.fw = newFrameWriter(tc, 30*time.Second)
+	pc.fw = newFrameWriter(tc, writeTimeout)
 	if err := pc.fw.write(wire.Hello{Version: wire.Version, Name: p.cfg.Name}); err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ func (r *replica) session(ctx context.Context) (synced bool, err error) {
 		r.st.authFailures.Add(1)
 		return false, fmt.Errorf("TLS handshake with primary: %w", err)
 	}
-	fw := newFrameWriter(tc, 30*time.Second)
+	fw := newFrameWriter(tc, writeTimeout)
 	if err := fw.write(wire.Hello{Version: wire.Version, Name: r.cfg.Name}); err != nil {
 		return false, err
 	}
@@ -156,9 +156,11 @@ func (r *replica) session(ctx context.Context) (synced bool, err error) {
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	werr := make(chan error, 1)
+	s.done = sctx.Done()
 	go func() {
 		err := r.writeLoop(sctx, fw, outq)
-		tc.Close() // unblock the reader
+		scancel()  // unblock the syncer's sends
+		tc.Close() // and the reader
 		werr <- err
 	}()
 	go func() {

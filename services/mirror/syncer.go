@@ -23,6 +23,7 @@ type syncer struct {
 	r     *replica
 	l     *local
 	out   chan<- wire.Msg
+	done  <-chan struct{} // closed when the session ends
 	start time.Time
 
 	// The listing being received (FlagReset .. FlagFinal).
@@ -440,7 +441,15 @@ func (s *syncer) request(p string, gen uint64) {
 	}
 	s.inflight = append(s.inflight, x)
 	s.inPath[p] = x
-	s.out <- req
+	s.send(req)
+}
+
+// send queues m for the writer, unless the session is over.
+func (s *syncer) send(m wire.Msg) {
+	select {
+	case s.out <- m:
+	case <-s.done:
+	}
 }
 
 // current returns the transfer a data frame belongs to.
@@ -635,7 +644,7 @@ func (s *syncer) settle() {
 				delete(s.genSeen, g)
 			}
 		}
-		s.out <- wire.Ack{Gen: target}
+		s.send(wire.Ack{Gen: target})
 	}
 	if s.idle() && len(s.touched) > 0 {
 		for d := range s.touched {
