@@ -393,3 +393,21 @@ func TestFlashDevice(t *testing.T) {
 		t.Errorf("--grow on a web image: %v", err)
 	}
 }
+
+// TestFlashedCardBoots builds the QEMU test image, makes another node's
+// card from it with flash --to-file --hostname, and boots the card: the node
+// comes up with the new hostname, read from the boot partition's overlay.
+func TestFlashedCardBoots(t *testing.T) {
+	requireE2E(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "qemu-test.img")
+	buildQEMUImage(t, img)
+	card := filepath.Join(dir, "card.img")
+	if _, stderr, err := runFlashTest(context.Background(), flashEnv{}, img, "--to-file", card, "--hostname", "qemu-clone"); err != nil {
+		t.Fatalf("flash: %v\n%s", err, stderr)
+	}
+	s, _ := bootAndStatus(t, card)
+	if s.Hostname != "qemu-clone" || s.Overlay.Source != "boot" || !hasAddress(s, "eth0", "10.0.2.15/24") {
+		t.Errorf("status = %+v, want hostname qemu-clone from the boot overlay", s)
+	}
+}
