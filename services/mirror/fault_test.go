@@ -89,3 +89,41 @@ func TestReplicaRestart(t *testing.T) {
 	r2 := startReplica(t, "web02", repl, addr, Config{})
 	waitSame(t, prim, repl, r2, 20*time.Second)
 }
+
+// TestStatusShowsLag: while a replica cannot keep up, the primary's
+// status shows it behind, by time and bytes; then in sync again.
+func TestStatusShowsLag(t *testing.T) {
+	prim, repl := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(prim, "a.html"), []byte("a"), 0o644)
+	p, addr := startPrimary(t, prim, Config{Heartbeat: 2 * time.Second})
+	px := newFaultProxy(t, addr)
+	r := startReplica(t, "web02", repl, px.Addr(), Config{Heartbeat: 2 * time.Second})
+	waitSame(t, prim, repl, r, 10*time.Second)
+	if st := p.svc.Status(); st.Role != "primary" || len(st.Replicas) != 1 || !st.Replicas[0].InSync {
+		t.Fatalf("status before: %+v", st)
+	}
+	px.Cut()
+	writeFile(t, filepath.Join(prim, "big.bin"), pseudoRandom(1, 1<<20), 0o644)
+	var rs ReplicaStatus
+	if !waitFor(3*time.Second, func() bool {
+		st := p.svc.Status()
+		if len(st.Replicas) == 1 {
+			rs = st.Replicas[0]
+		}
+		return !rs.InSync && rs.LagBytes >= 1<<20 && rs.Lag > 100*time.Millisecond
+	}) {
+		t.Errorf("the primary does not show the replica behind: %+v", rs)
+	}
+	px.Restore()
+	waitSame(t, prim, repl, r, 20*time.Second)
+	if !waitFor(5*time.Second, func() bool {
+		st := p.svc.Status()
+		return len(st.Replicas) == 1 && st.Replicas[0].InSync && st.Replicas[0].Lag == 0 && st.Replicas[0].LagBytes == 0
+	}) {
+		t.Errorf("not in sync again: %+v", p.svc.Status().Replicas)
+	}
+	st := r.svc.Status()
+	if st.Role != "replica" || st.Self == nil || !st.Self.InSync || st.Counters.FilesReceived < 2 || st.Counters.WireIn == 0 {
+		t.Errorf("replica status: %+v %+v", st, st.Self)
+	}
+}
