@@ -25,6 +25,9 @@ e2e:
 # never fails the build: each benchmark reports what it could not run.
 bench:
 	-$(GO) run ./bench/image
+	-$(GO) test -tags bench -run Compare -v ./image/squashfs/
+	-$(GO) run ./bench/flash
+	-$(GO) run ./bench/vip
 
 vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
