@@ -358,6 +358,9 @@ func (b *Balancer) healthChanged(be *backend) {
 	if h.Up {
 		b.log.Info("backend up", "backend", be.name, "addr", be.addr, "reason", h.Reason)
 	} else {
+		// Its idle connections are likely dead too: do not reuse them
+		// when it comes back.
+		be.closeIdle()
 		b.log.Warn("backend down", "backend", be.name, "addr", be.addr, "reason", h.Reason)
 	}
 }

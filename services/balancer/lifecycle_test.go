@@ -18,7 +18,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	for _, tb := range []*testBackend{a, b, c} {
 		tb.delay.Store(int64(time.Millisecond))
 	}
-	base := Config{Check: CheckConfig{Interval: 50 * time.Millisecond}}
+	base := Config{Check: CheckConfig{Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond}}
 	cfg := base
 	cfg.Backends = backendConfigs(a, b)
 	bal, url := startBalancer(t, cfg)
@@ -74,7 +74,7 @@ func TestDrainThenStop(t *testing.T) {
 	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
 	a.delay.Store(int64(2 * time.Millisecond))
 	b.delay.Store(int64(2 * time.Millisecond))
-	cfg := Config{Backends: backendConfigs(a, b), Check: CheckConfig{Interval: 50 * time.Millisecond}}
+	cfg := Config{Backends: backendConfigs(a, b), Check: CheckConfig{Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond}}
 	bal, url := startBalancer(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -107,7 +107,7 @@ func TestCrashAndRestore(t *testing.T) {
 	a.delay.Store(int64(3 * time.Millisecond))
 	b.delay.Store(int64(3 * time.Millisecond))
 	const workers = 6
-	bal, url := startBalancer(t, Config{Backends: backendConfigs(a, b), Check: CheckConfig{Interval: 50 * time.Millisecond, Fall: 3, Rise: 2}})
+	bal, url := startBalancer(t, Config{Backends: backendConfigs(a, b), Check: CheckConfig{Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond, Fall: 3, Rise: 2}})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	l := startLoad(ctx, url, workers, 50000)
@@ -145,7 +145,9 @@ func TestHungBackendUnderLoad(t *testing.T) {
 	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
 	const workers = 4
 	bal, url := startBalancer(t, Config{
-		Backends:      backendConfigs(a, b),
+		// b is the control: unchecked, so that a slow machine cannot take
+		// it down too.
+		Backends:      []BackendConfig{{Name: "a", Address: a.addr}, {Name: "b", Address: b.addr, NoCheck: true}},
 		Check:         CheckConfig{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 2, Rise: 2},
 		ServerTimeout: 200 * time.Millisecond,
 		ErrorLimit:    2,
@@ -258,7 +260,7 @@ func TestBackupTakesOver(t *testing.T) {
 	a, s := newTestBackend(t, "a"), newTestBackend(t, "spare")
 	bal, url := startBalancer(t, Config{
 		Backends: []BackendConfig{{Name: "a", Address: a.addr}, {Name: "spare", Address: s.addr, Backup: true}},
-		Check:    CheckConfig{Interval: 50 * time.Millisecond, Fall: 2, Rise: 2},
+		Check:    CheckConfig{Interval: 50 * time.Millisecond, Timeout: 500 * time.Millisecond, Fall: 2, Rise: 2},
 	})
 	c := &http.Client{}
 	for range 5 {
