@@ -58,3 +58,28 @@ func TestConvergence(t *testing.T) {
 		t.Errorf("counters: %+v", st.Counters)
 	}
 }
+
+// TestRenameSendsLittle: a renamed file and a moved folder cost their
+// checksums, not their content.
+func TestRenameSendsLittle(t *testing.T) {
+	prim, repl := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(prim, "a/big.bin"), pseudoRandom(1, 4<<20), 0o644)
+	writeFile(t, filepath.Join(prim, "dir/one.bin"), pseudoRandom(2, 2<<20), 0o644)
+	writeFile(t, filepath.Join(prim, "dir/two.bin"), pseudoRandom(3, 2<<20), 0o644)
+	_, addr := startPrimary(t, prim, Config{})
+	px := newFaultProxy(t, addr)
+	r := startReplica(t, "web02", repl, px.Addr(), Config{})
+	waitSame(t, prim, repl, r, 10*time.Second)
+	before := px.bytes.Load()
+	os.Rename(filepath.Join(prim, "a/big.bin"), filepath.Join(prim, "a/renamed.bin"))
+	os.Rename(filepath.Join(prim, "dir"), filepath.Join(prim, "moved"))
+	waitSame(t, prim, repl, r, 10*time.Second)
+	if n := px.bytes.Load() - before; n > 1<<20 {
+		t.Errorf("renaming 8 MB sent %d bytes", n)
+	} else {
+		t.Logf("renaming 8 MB sent %d bytes", n)
+	}
+	if _, err := os.Stat(filepath.Join(repl, stashDir)); err == nil {
+		t.Error("the stash was left behind")
+	}
+}

@@ -47,6 +47,12 @@ type syncer struct {
 	touched  map[string]bool
 	refusals int
 
+	// Files deleted while changes are applied wait in the stash: a file
+	// that reappears under another name (a rename, a moved folder) uses
+	// its old content as the basis of its transfer.
+	stash  map[stashKey]string
+	stashN int
+
 	// Files received whole, waiting to be renamed into place together
 	// after one syncfs.
 	ready      []*xfer
@@ -93,6 +99,7 @@ func newSyncer(r *replica, now time.Time) *syncer {
 // when large enough.
 func (s *syncer) close() {
 	s.commitReady()
+	defer s.dropStash()
 	for _, x := range s.inflight {
 		if x.in != nil {
 			x.in.abort(keepPartial)
@@ -243,7 +250,7 @@ func (s *syncer) apply(it wire.Item, gen uint64) {
 		delete(remote, it.Path)
 		s.cancel(it.Path)
 		var removed bool
-		if removed, err = s.l.remove(it.Path); removed {
+		if removed, err = s.discard(it.Path); removed {
 			s.r.st.deleted.Add(1)
 		}
 	case wire.KindDir:
@@ -332,6 +339,9 @@ func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 		s.noteErr(err)
 		return
 	}
+	if fresh {
+		s.l.root.RemoveAll(stashDir) // left by an earlier run
+	}
 	var gone []string
 	for p := range loc {
 		if _, ok := tree[p]; !ok {
@@ -346,7 +356,7 @@ func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 		}
 		last = p
 		s.cancel(p)
-		if removed, err := s.l.remove(p); removed {
+		if removed, err := s.discard(p); removed {
 			s.r.st.deleted.Add(1)
 			s.touched[parentOf(p)] = true
 		} else {
@@ -375,6 +385,9 @@ func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 	}
 	if fresh {
 		for _, p := range own {
+			if p == stashDir {
+				continue
+			}
 			if base, ok := partialBase(p); ok {
 				if _, wanted := s.wantGen[base]; wanted {
 					continue
@@ -426,6 +439,13 @@ func (s *syncer) request(p string, gen uint64) {
 		} else if pok {
 			pf.Close()
 		}
+		if !ok {
+			if it, listed := s.r.remote[p]; listed {
+				if name, stashed := s.stash[stashKey{it.Size, it.MtimeNs}]; stashed {
+					f, size, ok = s.l.openRegular(name) // a rename: the old name's content
+				}
+			}
+		}
 		if ok && size > 0 {
 			bs := delta.BlockSize(size)
 			blocks, err := delta.Sign(f, bs)
@@ -442,6 +462,65 @@ func (s *syncer) request(p string, gen uint64) {
 	s.inflight = append(s.inflight, x)
 	s.inPath[p] = x
 	s.send(req)
+}
+
+// stashDir holds deleted files until the replica is idle again.
+const stashDir = tempPrefix + "stash"
+
+// stashKey finds a stashed file by what a renamed file keeps.
+type stashKey struct {
+	size    uint64
+	mtimeNs int64
+}
+
+// discard deletes rel, moving the regular files it holds to the stash.
+func (s *syncer) discard(rel string) (bool, error) {
+	fi, err := s.l.root.Lstat(rel)
+	if err != nil {
+		return false, nil
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		if s.stashFile(rel, uint64(fi.Size()), fi.ModTime().UnixNano()) {
+			return true, nil
+		}
+	case fi.IsDir():
+		if files, err := scanTree(s.l.dir, rel, nil, nil); err == nil {
+			for _, it := range files {
+				if it.Kind == wire.KindFile && s.stashN < maxStash {
+					s.stashFile(it.Path, it.Size, it.MtimeNs)
+				}
+			}
+		}
+	}
+	return s.l.remove(rel)
+}
+
+// maxStash bounds the files stashed between two idle moments.
+const maxStash = 100000
+
+func (s *syncer) stashFile(rel string, size uint64, mtimeNs int64) bool {
+	if s.stashN == 0 {
+		s.l.root.RemoveAll(stashDir)
+		if err := s.l.root.Mkdir(stashDir, 0o700); err != nil {
+			return false
+		}
+		s.stash = map[stashKey]string{}
+	}
+	name := fmt.Sprintf("%s/%d", stashDir, s.stashN)
+	if err := s.l.root.Rename(rel, name); err != nil {
+		return false
+	}
+	s.stashN++
+	s.stash[stashKey{size, mtimeNs}] = name
+	return true
+}
+
+func (s *syncer) dropStash() {
+	if s.stashN > 0 {
+		s.l.root.RemoveAll(stashDir)
+		s.stash, s.stashN = nil, 0
+	}
 }
 
 // send queues m for the writer, unless the session is over.
@@ -645,6 +724,9 @@ func (s *syncer) settle() {
 			}
 		}
 		s.send(wire.Ack{Gen: target})
+	}
+	if s.idle() && s.stashN > 0 {
+		s.dropStash()
 	}
 	if s.idle() && len(s.touched) > 0 {
 		for d := range s.touched {
