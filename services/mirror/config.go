@@ -1,17 +1,29 @@
 // Package mirror keeps the web root of every web node equal to the
-// primary's, in place of the seeds' rsync-from-cron. The primary (the
-// overlay's mirror.primary) lists its tree and watches it with inotify,
-// plus a periodic full scan as a safety net; replicas dial it over mutual
-// TLS 1.3, receive the whole listing, fetch what differs with an
-// rsync-style delta (package delta), and then follow the primary's change
-// batches as they happen. Every file lands whole: it is written under a
-// temporary name in its folder, synced and renamed. Paths from the wire
-// are checked (checkPath) and every write goes through an os.Root, so
-// nothing received can land outside the web root.
+// primary's, in place of the seeds' rsync-from-cron.
 //
-// The wire format is package wire. A replica that loses its primary
-// retries with backoff and converges again from a fresh listing; a large
-// file cut off mid-transfer is kept and serves as the basis of the next try.
+// The primary (the overlay's mirror.primary) lists its tree, watches it
+// with inotify (every folder, new ones included; watch_linux.go) and scans
+// it again every ScanInterval as a safety net. Changes that settle for
+// BatchDelay go out as one generation. Replicas dial the primary over
+// mutual TLS 1.3 (identity.go: keys derived from a cluster secret, or
+// certificate files), receive the whole listing, fetch what differs, and
+// then follow the generations as they come, acking each once applied; the
+// primary's Status shows every replica's lag from those acks.
+//
+// A replica fetches a file with an rsync-style delta (package delta)
+// against its own copy, a partial transfer cut off earlier, or a file just
+// deleted with the same size and mtime (a rename); a window of requests
+// keeps the link busy. Every file lands whole: it is written under a
+// temporary name in its folder, and files received are renamed into place
+// in groups after one syncfs (fsync of the whole file system), so a reader
+// sees the old file or the new one, never a mix. Paths from the wire are
+// checked (checkPath), folders on the way must be real folders, and every
+// write goes through an os.Root, so nothing received lands outside the
+// web root; refusals are counted in Status.
+//
+// A replica that loses its primary (heartbeats find a pulled cable)
+// retries with backoff and converges again from a fresh listing. The wire
+// format is package wire.
 package mirror
 
 import (
@@ -69,8 +81,8 @@ type Config struct {
 	// NoCompress sends file data as is. By default data that deflates
 	// well (not images, archives or video) is deflated.
 	NoCompress bool
-	// NoFsync skips the fsync before each rename (a power cut may then
-	// leave empty files); for tests and benchmarks.
+	// NoFsync skips the syncfs before each group of renames (after a power
+	// cut, files may then be empty; the next listing fetches them again).
 	NoFsync bool
 	// Dial opens the replica's TCP connection; nil means net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
