@@ -402,6 +402,7 @@ func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 func (s *syncer) idle() bool {
 	return !s.inListing && len(s.inflight) == 0 && len(s.wantGen) == 0 && len(s.ready) == 0
 }
+
 // inSync reports whether the replica is idle and has acked the last
 // generation it heard of.
 func (s *syncer) inSync() bool { return s.idle() && s.acked == s.lastFinal && s.lastFinal > 0 }
