@@ -122,64 +122,53 @@ func (p *primary) run(ctx context.Context) error {
 	return p.watchLoop(sctx, w)
 }
 
-// watchLoop turns change notifications into batches: it waits until they
-// settle for BatchDelay (at most MaxBatchDelay), and scans the whole tree
-// every ScanInterval or when notifications were lost.
+// holdOpen bounds how long a file still being written is held back.
+const holdOpen = 2 * time.Second
+
+// watchLoop turns change notifications into batches (see batcher), and
+// scans the whole tree every ScanInterval or when notifications were
+// lost.
 func (p *primary) watchLoop(ctx context.Context, w *watcher) error {
-	var events <-chan []string
+	var events <-chan []change
 	var overflow <-chan struct{}
 	if w != nil {
 		events, overflow = w.Events(), w.Overflow()
 	}
 	scan := time.NewTicker(p.cfg.ScanInterval)
 	defer scan.Stop()
-	dirty := map[string]bool{}
-	var settle, deadline *time.Timer
-	var settleC, deadlineC <-chan time.Time
-	stopTimers := func() {
-		if settle != nil {
-			settle.Stop()
-			deadline.Stop()
-		}
-		settleC, deadlineC = nil, nil
-	}
-	defer stopTimers()
+	b := newBatcher(p.cfg.BatchDelay, p.cfg.MaxBatchDelay, holdOpen)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case paths := <-events:
-			for _, rel := range paths {
-				dirty[rel] = true
-			}
-			if settleC == nil {
-				settle = time.NewTimer(p.cfg.BatchDelay)
-				deadline = time.NewTimer(p.cfg.MaxBatchDelay)
-				settleC, deadlineC = settle.C, deadline.C
-			} else {
-				settle.Reset(p.cfg.BatchDelay)
-			}
-			continue
-		case <-settleC:
-		case <-deadlineC:
+		case cs := <-events:
+			b.add(time.Now(), cs)
+		case <-timer.C:
 		case <-overflow:
 			p.log.Warn("mirror: change notifications overflowed; scanning the whole tree")
 			p.fullScan()
-			continue
 		case <-scan.C:
 			p.fullScan()
-			continue
 		}
-		stopTimers()
-		p.applyDirty(dirty)
-		dirty = map[string]bool{}
+		paths, next := b.due(time.Now())
+		if len(paths) > 0 {
+			p.applyDirty(paths)
+		}
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
 	}
 }
 
 // applyDirty looks at changed paths (and their folders) and publishes
 // what differs from the listing.
-func (p *primary) applyDirty(dirty map[string]bool) {
-	for rel := range dirty {
+func (p *primary) applyDirty(changed []string) {
+	dirty := map[string]bool{}
+	for _, rel := range changed {
+		dirty[rel] = true
 		if dir := path.Dir(rel); dir != "." {
 			dirty[dir] = true
 		}

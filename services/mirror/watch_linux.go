@@ -29,7 +29,7 @@ type watcher struct {
 	wds    map[int32]string
 	byPath map[string]int32
 
-	events   chan []string
+	events   chan []change
 	overflow chan struct{}
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -47,7 +47,7 @@ func newWatcher(root string, ex *excluder, log *slog.Logger) (*watcher, error) {
 	w := &watcher{
 		f: os.NewFile(uintptr(fd), "inotify"), fd: fd, root: filepath.Clean(root), ex: ex, log: log,
 		wds: map[int32]string{}, byPath: map[string]int32{},
-		events: make(chan []string, 16), overflow: make(chan struct{}, 1), done: make(chan struct{}),
+		events: make(chan []change, 16), overflow: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := w.addTree(""); err != nil {
 		w.f.Close()
@@ -59,7 +59,7 @@ func newWatcher(root string, ex *excluder, log *slog.Logger) (*watcher, error) {
 }
 
 // Events delivers changed paths.
-func (w *watcher) Events() <-chan []string { return w.events }
+func (w *watcher) Events() <-chan []change { return w.events }
 
 // Overflow fires when changes were lost.
 func (w *watcher) Overflow() <-chan struct{} { return w.overflow }
@@ -146,9 +146,10 @@ func (w *watcher) loop() {
 	}
 }
 
-// parse turns a read of inotify events into changed paths.
-func (w *watcher) parse(b []byte) []string {
-	var out []string
+// parse turns a read of inotify events into changed paths. A file whose
+// last event is a write (IN_MODIFY) is marked as being written.
+func (w *watcher) parse(b []byte) []change {
+	var out []change
 	for len(b) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
 		end := unix.SizeofInotifyEvent + int(ev.Len)
@@ -178,7 +179,7 @@ func (w *watcher) parse(b []byte) []string {
 		}
 		if name == "" {
 			if dir != "" {
-				out = append(out, dir) // the folder itself changed
+				out = append(out, change{path: dir}) // the folder itself changed
 			}
 			continue
 		}
@@ -194,7 +195,7 @@ func (w *watcher) parse(b []byte) []string {
 				w.addTree(rel)
 			}
 		}
-		out = append(out, rel)
+		out = append(out, change{path: rel, writing: ev.Mask&^unix.IN_ISDIR == unix.IN_MODIFY})
 	}
 	return out
 }

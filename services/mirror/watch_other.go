@@ -14,6 +14,6 @@ func newWatcher(root string, ex *excluder, log *slog.Logger) (*watcher, error) {
 	return nil, errors.New("change notifications need Linux inotify")
 }
 
-func (w *watcher) Events() <-chan []string   { return nil }
+func (w *watcher) Events() <-chan []change   { return nil }
 func (w *watcher) Overflow() <-chan struct{} { return nil }
 func (w *watcher) Close() error              { return nil }
