@@ -5,7 +5,7 @@
 // "Connection: close", then the resident memory of each at 1,000 open
 // connections.
 //
-//	go run ./bench/balancer [-d 10s] [-c 100] [-t 2]
+//	go run ./bench/balancer [-d 5s] [-rounds 3] [-c 100] [-t 2]
 //
 // PIIMAGE_BENCH_CPUPROFILE=file writes a CPU profile of the balancer.
 //
@@ -33,6 +33,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,11 +65,13 @@ type options struct {
 	backend  string
 	modes    string
 	mem      bool
+	rounds   int
 }
 
 func run() error {
 	var o options
-	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration of each wrk run")
+	flag.DurationVar(&o.dur, "d", 5*time.Second, "duration of each wrk run")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds per mode (medians are compared)")
 	flag.IntVar(&o.conns, "c", 100, "wrk connections")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.memConns, "mem-conns", 1000, "connections held open for the memory measurement")
@@ -157,42 +160,39 @@ func run() error {
 			return fmt.Errorf("%s does not answer: %w", t.name, err)
 		}
 	}
-	fmt.Printf("backends: %s on 127.0.0.1:%d and :%d; wrk -t%d -c%d -d%s; %d CPUs (shared with other work: numbers are noisy)\n",
-		kind, be1, be2, o.threads, o.conns, o.dur, numCPU())
+	fmt.Printf("backends: %s on 127.0.0.1:%d and :%d; wrk -t%d -c%d -d%s, %d rounds; %d CPUs (shared with other work: numbers are noisy)\n",
+		kind, be1, be2, o.threads, o.conns, o.dur, o.rounds, numCPU())
 
-	type result struct{ rps, p50, p99 float64 }
-	res := map[string]result{}
+	// Each mode runs in rounds that alternate which proxy goes first, and
+	// the medians are compared: other work on the machine comes and goes.
 	for _, mode := range strings.Split(o.modes, ",") {
-		for _, t := range targets {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		runs := map[string][]wrkResult{}
+		for round := range o.rounds {
+			order := []int{0, 1}
+			if round%2 == 1 {
+				order = []int{1, 0}
 			}
-			args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", "2s", t.url}
-			if mode == "close" {
-				args = append([]string{"-H", "Connection: close"}, args...)
+			for _, i := range order {
+				t := targets[i]
+				r, err := runWrk(ctx, o, mode, t.url, t.pid)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", t.name, mode, err)
+				}
+				runs[t.name] = append(runs[t.name], r)
+				fmt.Printf("%-10s %-8s round %d %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req%s\n",
+					mode, t.name, round+1, r.rps, r.p50, r.p99, r.cpuPerReq, r.note)
 			}
-			exec.CommandContext(ctx, "wrk", args...).Run() // warm-up
-			args[len(args)-2] = o.dur.String()
-			args = append([]string{"--latency"}, args...)
-			cpu0, _ := cpuTime(t.pid)
-			out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
-			cpu1, _ := cpuTime(t.pid)
-			if err != nil {
-				return fmt.Errorf("wrk against %s: %w\n%s", t.name, err, out)
-			}
-			r, err := parseWrk(string(out))
-			if err != nil {
-				return fmt.Errorf("reading wrk's output for %s: %w\n%s", t.name, err, out)
-			}
-			if e := wrkErrors(string(out)); e != "" {
-				fmt.Printf("  note: %s %s: %s\n", t.name, mode, e)
-			}
-			res[mode+t.name] = result{r.rps, r.p50, r.p99}
-			perReq := (cpu1 - cpu0).Seconds() * 1e6 / (r.rps * o.dur.Seconds())
-			fmt.Printf("%-10s %-8s %10.0f req/s   p50 %8.2f ms   p99 %8.2f ms   CPU %5.1f µs/req\n", mode, t.name, r.rps, r.p50, r.p99, perReq)
 		}
-		h, p := res[mode+"haproxy"], res[mode+"piimage"]
-		fmt.Printf("%-10s ratio piimage/haproxy: req/s %.2fx, p99 %.2fx\n", mode, p.rps/h.rps, p.p99/h.p99)
+		h, p := median(runs["haproxy"]), median(runs["piimage"])
+		for _, x := range []struct {
+			name string
+			r    wrkResult
+		}{{"haproxy", h}, {"piimage", p}} {
+			fmt.Printf("%-10s %-8s median  %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req\n",
+				mode, x.name, x.r.rps, x.r.p50, x.r.p99, x.r.cpuPerReq)
+		}
+		fmt.Printf("%-10s ratio piimage/haproxy (medians): req/s %.2fx, p99 %.2fx, CPU per request %.2fx\n",
+			mode, p.rps/h.rps, p.p99/h.p99, p.cpuPerReq/h.cpuPerReq)
 	}
 
 	for _, t := range targets {
@@ -366,7 +366,61 @@ func waitOK(ctx context.Context, url string) error {
 	return last
 }
 
-type wrkResult struct{ rps, p50, p99 float64 }
+type wrkResult struct {
+	rps, p50, p99 float64
+	cpuPerReq     float64 // microseconds of the proxy's CPU per request
+	note          string
+}
+
+// runWrk warms up, then measures one proxy with wrk in one mode.
+func runWrk(ctx context.Context, o options, mode, url string, pid int) (wrkResult, error) {
+	args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", "1s", url}
+	if mode == "close" {
+		args = append([]string{"-H", "Connection: close"}, args...)
+	}
+	exec.CommandContext(ctx, "wrk", args...).Run() // warm-up
+	args[len(args)-2] = o.dur.String()
+	args = append([]string{"--latency"}, args...)
+	cpu0, _ := cpuTime(pid)
+	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	cpu1, _ := cpuTime(pid)
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %w\n%s", err, out)
+	}
+	r, err := parseWrk(string(out))
+	if err != nil {
+		return r, fmt.Errorf("reading wrk's output: %w\n%s", err, out)
+	}
+	r.cpuPerReq = (cpu1 - cpu0).Seconds() * 1e6 / (r.rps * o.dur.Seconds())
+	if e := wrkErrors(string(out)); e != "" {
+		r.note = "  (" + e + ")"
+	}
+	return r, nil
+}
+
+// median returns the median of each measure separately.
+func median(rs []wrkResult) wrkResult {
+	pick := func(f func(wrkResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v) == 0 {
+			return 0
+		}
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return wrkResult{
+		rps:       pick(func(r wrkResult) float64 { return r.rps }),
+		p50:       pick(func(r wrkResult) float64 { return r.p50 }),
+		p99:       pick(func(r wrkResult) float64 { return r.p99 }),
+		cpuPerReq: pick(func(r wrkResult) float64 { return r.cpuPerReq }),
+	}
+}
 
 var (
 	reRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
