@@ -24,6 +24,7 @@ func (e *httpError) Error() string { return e.msg }
 var (
 	errHeadTooLarge = &httpError{431, "request header fields too large"}
 	errBadRequest   = &httpError{400, "malformed request"}
+	errBadResponse  = &httpError{502, "malformed response header"}
 )
 
 // field is one header line's name and value.
@@ -219,7 +220,7 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 func parseFields(b []byte, h *head, response bool) error {
 	bad := errBadRequest
 	if response {
-		bad = &httpError{502, "malformed response header"}
+		bad = errBadResponse
 	}
 	sawCL, sawTE := false, false
 	for {
