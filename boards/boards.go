@@ -38,7 +38,10 @@ type Board struct {
 	// KernelArch is the architecture the kernel image must be built for
 	// ("arm64" or "arm"); the builder checks the image's magic bytes.
 	KernelArch string
-	Kernel     Module
+	// Kernel is the Go module carrying the kernel, unless Debian is set:
+	// then the kernel comes from that Debian package.
+	Kernel Module
+	Debian *DebianKernel
 	// KernelFile is the kernel's file name in the module and on the FAT.
 	KernelFile string
 	// DeviceTrees are copied from the kernel module into each slot folder.
@@ -52,6 +55,17 @@ type Board struct {
 	// ConfigSection is the config.txt filter this board's settings sit
 	// under ("[pi3]", "[pi4]").
 	ConfigSection string
+	// ConfigLines are config.txt settings under ConfigSection.
+	ConfigLines []string
+	// Initramfs, when set, is the file name of the initramfs in the slot
+	// folder (config.txt loads it with "initramfs NAME followkernel"); its
+	// /init is the init, which loads Kernel.Modules and switches to the
+	// root partition.
+	Initramfs string
+	// SerialConsole is the kernel's name of the UART on GPIO 14/15 with
+	// enable_uart=1: ttyS0 (the mini UART) on the Pi 3 and 4, ttyAMA0
+	// (the PL011) on the Pi 2.
+	SerialConsole string
 	// Supported is false for boards whose image does not boot yet; Err
 	// says why.
 	Supported bool
@@ -77,6 +91,7 @@ var all = map[string]Board{
 		// Pi 1–3 boot through bootcode.bin, then start.elf/fixup.dat.
 		FirmwareFiles: []string{"bootcode.bin", "start.elf", "fixup.dat"},
 		ConfigSection: "[pi3]",
+		SerialConsole: "ttyS0",
 		Supported:     true,
 	},
 	"pi4": {
@@ -90,6 +105,7 @@ var all = map[string]Board{
 			"bcm2711-rpi-4-b.dtb",
 			"bcm2711-rpi-400.dtb",
 			"bcm2711-rpi-cm4.dtb",
+			"bcm2711-rpi-cm4s.dtb",
 		},
 		OverlaysDir: "overlays",
 		Firmware:    Firmware,
@@ -97,16 +113,27 @@ var all = map[string]Board{
 		// start4.elf and fixup4.dat.
 		FirmwareFiles: []string{"start4.elf", "fixup4.dat"},
 		ConfigSection: "[pi4]",
+		SerialConsole: "ttyS0",
 		Supported:     true,
 	},
 	"pi2": {
 		Name:        "pi2",
-		Description: "Raspberry Pi 2 model B v1.1 (BCM2836), 32-bit",
+		Description: "Raspberry Pi 2 model B v1.1 (BCM2836), 32-bit; a v1.2 boots the pi3 image",
 		GOARCH:      "arm",
 		GOARM:       "7",
 		KernelArch:  "arm",
-		Supported:   false,
-		Err:         "board pi2 (32-bit BCM2836) is not yet supported: it needs Debian's armmp kernel and an initramfs (issue 7); a Pi 2 model B v1.2 boots the pi3 image",
+		Debian:      &DebianArmmp,
+		KernelFile:  "vmlinuz",
+		// Debian's kernel is upstream Linux: its device tree has the
+		// upstream name, which the firmware loads only when told to.
+		DeviceTrees:   []string{"bcm2836-rpi-2-b.dtb"},
+		Firmware:      Firmware,
+		FirmwareFiles: []string{"bootcode.bin", "start.elf", "fixup.dat"},
+		ConfigSection: "[pi2]",
+		ConfigLines:   []string{"device_tree=bcm2836-rpi-2-b.dtb"},
+		Initramfs:     "initramfs.cpio",
+		SerialConsole: "ttyAMA0",
+		Supported:     true,
 	},
 }
 

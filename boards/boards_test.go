@@ -2,6 +2,7 @@ package boards
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -29,63 +30,113 @@ func TestModulesPinnedInGoMod(t *testing.T) {
 	}
 }
 
-// The file sets follow the Raspberry Pi documentation's boot folder page:
-// Pi 4 boots start4.elf/fixup4.dat from its EEPROM bootloader and has no
-// bootcode.bin; earlier models need bootcode.bin, start.elf and fixup.dat.
+// The file sets follow the Raspberry Pi documentation: the boot folder
+// page (bootcode.bin is the second stage for models before the Pi 4, whose
+// EEPROM replaces it; start.elf/fixup.dat are the Pi 1-3 firmware pair,
+// start4.elf/fixup4.dat the Pi 4 one), the config.txt boot options
+// (arm_64bit=1 for a 64-bit kernel, which runs only on the Pi 4, Pi 3 and
+// Pi 2 model B v1.2; kernel= names the image; "initramfs FILE followkernel"
+// without "="; os_prefix applies to kernels, initramfs, cmdline.txt, .dtbs
+// and overlays) and the conditional filters [pi2], [pi3], [pi4], [all].
 func TestBoardFileSets(t *testing.T) {
 	tests := []struct {
-		board    string
-		firmware []string
-		dtbs     []string
-		section  string
-		noFiles  []string
+		board     string
+		firmware  []string
+		dtbs      []string
+		initramfs string
+		config    []string // lines config.txt has, in this order
+		noConfig  []string // lines it must not have
 	}{
-		{"pi3", []string{"bootcode.bin", "start.elf", "fixup.dat"}, []string{"bcm2710-rpi-3-b.dtb", "bcm2710-rpi-3-b-plus.dtb", "bcm2710-rpi-2-b.dtb"}, "[pi3]", []string{"start4.elf"}},
-		{"pi4", []string{"start4.elf", "fixup4.dat"}, []string{"bcm2711-rpi-4-b.dtb"}, "[pi4]", []string{"bootcode.bin", "start.elf"}},
+		{
+			board:    "pi2",
+			firmware: []string{"bootcode.bin", "start.elf", "fixup.dat"},
+			dtbs:     []string{"bcm2836-rpi-2-b.dtb"},
+			// The firmware's default device tree for a Pi 2 v1.1 is
+			// the downstream bcm2709-rpi-2-b.dtb: name the upstream
+			// one. No arm_64bit: the BCM2836 runs only 32-bit.
+			initramfs: "initramfs.cpio",
+			config: []string{"os_prefix=slot-a/", "kernel=vmlinuz", "enable_uart=1", "[pi2]",
+				"device_tree=bcm2836-rpi-2-b.dtb", "initramfs initramfs.cpio followkernel", "[all]"},
+			noConfig: []string{"arm_64bit=1"},
+		},
+		{
+			board:    "pi3",
+			firmware: []string{"bootcode.bin", "start.elf", "fixup.dat"},
+			// 3B, 3B+, CM3 and the Pi 2 v1.2 (BCM2837) under the
+			// downstream names the firmware loads by default.
+			dtbs:     []string{"bcm2710-rpi-2-b.dtb", "bcm2710-rpi-3-b.dtb", "bcm2710-rpi-3-b-plus.dtb", "bcm2710-rpi-cm3.dtb"},
+			config:   []string{"os_prefix=slot-a/", "kernel=vmlinuz", "arm_64bit=1", "enable_uart=1", "[pi3]", "[all]"},
+			noConfig: []string{"device_tree=bcm2836-rpi-2-b.dtb"},
+		},
+		{
+			board:    "pi4",
+			firmware: []string{"start4.elf", "fixup4.dat"},
+			dtbs:     []string{"bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "bcm2711-rpi-cm4.dtb", "bcm2711-rpi-cm4s.dtb"},
+			config:   []string{"os_prefix=slot-a/", "kernel=vmlinuz", "arm_64bit=1", "enable_uart=1", "[pi4]", "max_framebuffers=1", "[all]"},
+		},
 	}
 	for _, tt := range tests {
 		b, err := Get(tt.board)
 		if err != nil {
 			t.Fatal(err)
 		}
-		has := func(list []string, s string) bool {
-			for _, x := range list {
-				if x == s {
-					return true
+		if !reflect.DeepEqual(b.FirmwareFiles, tt.firmware) {
+			t.Errorf("%s: firmware %q, want %q", tt.board, b.FirmwareFiles, tt.firmware)
+		}
+		if !reflect.DeepEqual(b.DeviceTrees, tt.dtbs) {
+			t.Errorf("%s: device trees %q, want %q", tt.board, b.DeviceTrees, tt.dtbs)
+		}
+		if b.Initramfs != tt.initramfs {
+			t.Errorf("%s: initramfs %q, want %q", tt.board, b.Initramfs, tt.initramfs)
+		}
+		lines := strings.Split(b.ConfigTxt("slot-a"), "\n")
+		i := 0
+		for _, l := range lines {
+			if i < len(tt.config) && l == tt.config[i] {
+				i++
+			}
+			for _, no := range tt.noConfig {
+				if l == no {
+					t.Errorf("%s config.txt has %q", tt.board, l)
 				}
 			}
-			return false
 		}
-		for _, f := range tt.firmware {
-			if !has(b.FirmwareFiles, f) {
-				t.Errorf("%s: firmware lacks %s", tt.board, f)
-			}
-		}
-		for _, f := range tt.noFiles {
-			if has(b.FirmwareFiles, f) {
-				t.Errorf("%s: firmware must not contain %s", tt.board, f)
-			}
-		}
-		for _, f := range tt.dtbs {
-			if !has(b.DeviceTrees, f) {
-				t.Errorf("%s: device trees lack %s", tt.board, f)
-			}
-		}
-		cfg := b.ConfigTxt("slot-a")
-		for _, want := range []string{"os_prefix=slot-a/\n", "kernel=vmlinuz\n", "arm_64bit=1\n", tt.section + "\n", "[all]\n"} {
-			if !strings.Contains(cfg, want) {
-				t.Errorf("%s config.txt lacks %q:\n%s", tt.board, want, cfg)
-			}
+		if i < len(tt.config) {
+			t.Errorf("%s config.txt lacks %q (or has it out of order):\n%s", tt.board, tt.config[i], b.ConfigTxt("slot-a"))
 		}
 	}
 }
 
-func TestGetUnknownAndUnsupported(t *testing.T) {
+// TestBoardsAreConsistent checks what every board must have: a 64-bit
+// kernel only with an arm64 init and arm_64bit; a kernel source; firmware.
+func TestBoardsAreConsistent(t *testing.T) {
+	for _, name := range Names() {
+		b, err := Get(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if b.KernelArch != b.GOARCH {
+			t.Errorf("%s: kernel %s but init %s", name, b.KernelArch, b.GOARCH)
+		}
+		if (b.Debian == nil) == (b.Kernel == Module{}) {
+			t.Errorf("%s: needs exactly one of a kernel module and a Debian kernel", name)
+		}
+		if b.Debian != nil && b.Initramfs == "" {
+			t.Errorf("%s: Debian's kernel has its drivers as modules: it needs an initramfs", name)
+		}
+		if b.Firmware == (Module{}) || len(b.FirmwareFiles) == 0 || b.KernelFile == "" || len(b.DeviceTrees) == 0 || b.SerialConsole == "" {
+			t.Errorf("%s: incomplete board %+v", name, b)
+		}
+		if got := b.KernelSource(); got == "" || got == "@" {
+			t.Errorf("%s: KernelSource() = %q", name, got)
+		}
+	}
+}
+
+func TestGetUnknown(t *testing.T) {
 	if _, err := Get("pi5"); err == nil || !strings.Contains(err.Error(), "pi2, pi3, pi4") {
 		t.Errorf("Get(pi5) = %v, want an error listing the boards", err)
-	}
-	if _, err := Get("pi2"); err == nil || !strings.Contains(err.Error(), "not yet supported") {
-		t.Errorf("Get(pi2) = %v, want not yet supported", err)
 	}
 }
 

@@ -20,6 +20,13 @@ func (b Board) ConfigTxt(slotDir string) string {
 	s.WriteString("enable_uart=1\n")
 	s.WriteString("disable_splash=1\n")
 	s.WriteString("\n" + b.ConfigSection + "\n")
+	for _, l := range b.ConfigLines {
+		s.WriteString(l + "\n")
+	}
+	if b.Initramfs != "" {
+		// No "=" here: initramfs takes a file and where to load it.
+		fmt.Fprintf(&s, "initramfs %s followkernel\n", b.Initramfs)
+	}
 	if b.Name == "pi4" {
 		// The Pi 4 firmware otherwise reserves memory for a 4K frame buffer.
 		s.WriteString("max_framebuffers=1\n")
