@@ -225,10 +225,17 @@ func (hc *h1conn) serve() {
 		raw, inBuf, err := readHead(hc.br, cfg.MaxHeaderBytes, &hc.spill)
 		if err != nil {
 			var he *httpError
-			if errors.As(err, &he) {
+			var ne net.Error
+			switch {
+			case errors.As(err, &he):
 				b.fe.requests.Add(1)
 				b.fe.badRequests.Add(1)
 				hc.reply(he.code, he.msg, false)
+			case errors.As(err, &ne) && ne.Timeout():
+				// A request begun but not finished in time (slowloris).
+				b.fe.requests.Add(1)
+				b.fe.timeouts.Add(1)
+				hc.reply(http.StatusRequestTimeout, "The request took too long to arrive.", false)
 			}
 			return // EOF, timeout or a malformed head
 		}

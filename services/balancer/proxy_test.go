@@ -460,3 +460,35 @@ func TestRefusedLargeBody(t *testing.T) {
 		t.Error("a refused request reached the backend")
 	}
 }
+
+// TestSlowClient: a client that sends its head too slowly gets 408 and is
+// closed after the client timeout; an idle one is closed silently.
+func TestSlowClient(t *testing.T) {
+	a := newTestBackend(t, "a")
+	bal, _ := startBalancer(t, Config{Backends: backendConfigs(a), ClientTimeout: 200 * time.Millisecond, KeepAlive: 200 * time.Millisecond})
+	for _, tt := range []struct {
+		name, send, want string
+	}{
+		{"slow head", "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", "HTTP/1.1 408"},
+		{"idle", "", ""},
+	} {
+		c, err := net.Dial("tcp", bal.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		start := time.Now()
+		io.WriteString(c, tt.send)
+		out, _ := io.ReadAll(c)
+		c.Close()
+		if el := time.Since(start); el < 150*time.Millisecond || el > 2*time.Second {
+			t.Errorf("%s: closed after %v", tt.name, el)
+		}
+		if !strings.HasPrefix(string(out), tt.want) || (tt.want == "" && len(out) != 0) {
+			t.Errorf("%s: got %q", tt.name, out)
+		}
+	}
+	if a.hits.Load() != 0 {
+		t.Error("a request reached the backend")
+	}
+}
