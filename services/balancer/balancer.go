@@ -1,18 +1,3 @@
-// Package balancer is the load balancer of lbmaster and lbbackup nodes: an
-// HTTP reverse proxy with keep-alive connection pools to its backends, or a
-// plain TCP proxy, in the manner of HAProxy. HTTP/1 clients (plain or TLS)
-// are served by its own strict HTTP/1.1 engine (h1.go), HTTP/2 clients by
-// net/http and httputil.ReverseProxy (http.go).
-//
-// It spreads requests with roundrobin (weighted), leastconn, or consistent
-// hashes of the client address, URI, a query parameter or a header; checks
-// its backends actively (HTTP or TCP, with HAProxy's inter/fall/rise) and
-// passively (failed requests); retries a request that could not connect on
-// another backend; uses backups only while every primary is down; keeps
-// sessions on a backend with a cookie; terminates TLS with certificates
-// chosen by SNI; and serves a password-protected stats page with
-// Prometheus metrics. Reload changes backends, weights and checks without
-// dropping a request.
 package balancer
 
 import (
