@@ -55,6 +55,11 @@ func bootSteps() []step {
 		mountStep("sysfs", "/sys", "sysfs", nsnd|unix.MS_NOEXEC, "", true),
 		mountStep("devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755", true),
 		{"open the console", false, (*boot).openConsole},
+		// From an initramfs only (modules_linux.go): load the kernel
+		// modules, then switch to the root partition and start over
+		// there; elsewhere both do nothing.
+		{"load kernel modules", false, (*boot).loadModulesStep},
+		{"switch to the root partition", true, (*boot).switchRootStep},
 		mountStep("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0620,ptmxmode=0666", false),
 		mountStep("tmpfs", "/tmp", "tmpfs", nsnd, "mode=1777", false),
 		mountStep("tmpfs", "/run", "tmpfs", nsnd, "mode=0755", true),

@@ -51,6 +51,8 @@ func TestBootSteps(t *testing.T) {
 true mount sysfs at /sys
 true mount devtmpfs at /dev
 false open the console
+false load kernel modules
+true switch to the root partition
 false mount devpts at /dev/pts
 false mount tmpfs at /tmp
 true mount tmpfs at /run
