@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -35,8 +36,9 @@ import (
 )
 
 var (
-	rounds   int
-	fullOnly bool
+	rounds     int
+	fullOnly   bool
+	cpuProfile string
 )
 
 func main() {
@@ -48,6 +50,7 @@ func main() {
 	fsync := flag.Bool("fsync", true, "ours: fsync each file before its rename (the service's default)")
 	flag.IntVar(&rounds, "rounds", 3, "rounds of the full copy and the no-change re-sync (medians are reported)")
 	flag.BoolVar(&fullOnly, "full-only", false, "run the full copies only")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of our full copies to this file")
 	flag.Parse()
 	if err := run(*files, *mb, *latN, *burstN, *keep, *fsync); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/mirror:", err)
@@ -129,6 +132,14 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 	// Full copies and no-change re-syncs, alternating, in rounds; the
 	// medians are reported.
 	var fullR, fullRF, fullO, fullONF, noR, noO []result
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+	}
 	for i := range rounds {
 		if rs != nil {
 			dst := filepath.Join(tmp, fmt.Sprintf("dst-rsync-f%d", i))
@@ -148,6 +159,9 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		if i < rounds-1 {
 			os.RemoveAll(ours.dst)
 		}
+	}
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
 	}
 	if diff := quickDiff(srcO, ours.dst); diff != "" {
 		return fmt.Errorf("after the full copy the trees differ: %s", diff)

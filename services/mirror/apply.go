@@ -28,6 +28,17 @@ type local struct {
 	fsync bool
 	log   *slog.Logger
 	dirs  map[string]*os.Root
+	// writers are buffers of files no longer written, for the next ones.
+	writers []*bufio.Writer
+}
+
+// release gives back a file's buffer.
+func (in *incoming) release() {
+	if in.w != nil && len(in.l.writers) < 16 {
+		in.w.Reset(nil)
+		in.l.writers = append(in.l.writers, in.w)
+	}
+	in.w = nil
 }
 
 // maxOpenDirs bounds the folders kept open.
@@ -265,7 +276,14 @@ func (l *local) create(rel string) (*incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary file: %w", err)
 	}
-	return &incoming{l: l, rel: rel, dr: dr, tmp: tmp, base: base, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+	var w *bufio.Writer
+	if n := len(l.writers); n > 0 {
+		w, l.writers = l.writers[n-1], l.writers[:n-1]
+		w.Reset(f)
+	} else {
+		w = bufio.NewWriterSize(f, 256<<10)
+	}
+	return &incoming{l: l, rel: rel, dr: dr, tmp: tmp, base: base, f: f, w: w}, nil
 }
 
 func (in *incoming) Write(p []byte) (int, error) { return in.w.Write(p) }
@@ -275,6 +293,7 @@ func (in *incoming) Write(p []byte) (int, error) { return in.w.Write(p) }
 func (in *incoming) finish(mode uint32, mtimeNs int64) error {
 	in.finished = true
 	err := in.w.Flush()
+	in.release()
 	if err == nil && in.l.fsync && !haveSyncfs {
 		err = in.f.Sync()
 	}
@@ -329,6 +348,7 @@ func (in *incoming) abort(keep int64) {
 	in.done = true
 	if !in.finished {
 		in.w.Flush()
+		in.release()
 		in.f.Close()
 	}
 	if fi, err := in.dr.Lstat(in.tmp); err == nil && keep > 0 && fi.Size() >= keep {

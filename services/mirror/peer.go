@@ -40,7 +40,8 @@ type peer struct {
 	closed  bool
 	wake    chan struct{}
 
-	z wire.Deflater
+	z     wire.Deflater
+	dbufs delta.Buffers
 }
 
 func certName(c *x509.Certificate) string {
@@ -158,7 +159,7 @@ func (pc *peer) answer(req wire.Request) error {
 		return err
 	}
 	s := &sendSink{pc: pc, id: req.ID, deflate: !p.cfg.NoCompress && compressible(req.Path)}
-	res, err := delta.Diff(io.LimitReader(f, size), int(req.BlockSize), req.Blocks, s)
+	res, err := pc.dbufs.Diff(io.LimitReader(f, size), int(req.BlockSize), req.Blocks, s)
 	if s.err != nil {
 		return s.err // the connection failed
 	}

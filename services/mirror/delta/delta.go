@@ -178,7 +178,26 @@ func (t *table) find(weak uint32, window []byte, want int) int {
 // from a basis whose checksums, in blocks of blockSize bytes, are blocks.
 // With no blocks the content goes out as literals.
 func Diff(r io.Reader, blockSize int, blocks []wire.Block, sink Sink) (Result, error) {
-	d := differ{r: r, sink: sink, h: sha256.New(), bs: blockSize}
+	var b Buffers
+	return b.Diff(r, blockSize, blocks, sink)
+}
+
+// Buffers lets a sender reuse Diff's buffers from one file to the next.
+// The zero value is ready to use; it is not safe for concurrent use.
+type Buffers struct {
+	buf []byte
+}
+
+func (b *Buffers) get(n int) []byte {
+	if cap(b.buf) < n {
+		b.buf = make([]byte, n)
+	}
+	return b.buf[:n]
+}
+
+// Diff is the package's Diff with the buffers of b.
+func (b *Buffers) Diff(r io.Reader, blockSize int, blocks []wire.Block, sink Sink) (Result, error) {
+	d := differ{r: r, sink: sink, h: sha256.New(), bs: blockSize, bufs: b}
 	if len(blocks) == 0 {
 		return d.literalOnly()
 	}
@@ -196,12 +215,13 @@ type differ struct {
 	res  Result
 	bs   int
 	t    *table
+	bufs *Buffers
 
 	copyStart, copyCount uint64 // pending run of copies
 }
 
 func (d *differ) literalOnly() (Result, error) {
-	buf := make([]byte, LiteralChunk)
+	buf := d.bufs.get(LiteralChunk)
 	for {
 		n, err := io.ReadFull(d.r, buf)
 		if n > 0 {
@@ -268,7 +288,7 @@ func (d *differ) copyBlock(i int, n int) error {
 func (d *differ) run() (Result, error) {
 	bs := d.bs
 	lastBlock := len(d.t.blocks) - 1
-	buf := make([]byte, LiteralChunk+2*bs+256<<10)
+	buf := d.bufs.get(LiteralChunk + 2*bs + 256<<10)
 	lit, pos, end := 0, 0, 0
 	eof := false
 	var w Weak
