@@ -2,7 +2,7 @@
 # go run line it stands for) and `make test`.
 GO ?= go
 
-.PHONY: image all-images test unit e2e bench fmt vet
+.PHONY: image all-images test unit e2e bench bench-deps fmt vet
 
 image:
 	$(GO) run ./cmd/piimage build --role lbmaster
@@ -28,6 +28,11 @@ bench:
 	-$(GO) test -tags bench -run Compare -v ./image/squashfs/
 	-$(GO) run ./bench/flash
 	-$(GO) run ./bench/vip
+	-$(GO) run ./bench/web
+
+# bench-deps installs the incumbents the benchmarks compare against.
+bench-deps:
+	apt-get install -y $$(cat .ci/bench-packages.txt)
 
 vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
