@@ -14,14 +14,28 @@ import (
 )
 
 // Cmdline returns the kernel command line that boots root slot slot ("a" or
-// "b") of the disk with identifier diskID.
+// "b") of the disk with identifier diskID, with the serial console on
+// ttyS0 (the Pi 3 and 4).
 func Cmdline(diskID uint32, slot string) (string, error) {
+	return cmdline("ttyS0", diskID, slot)
+}
+
+// BoardCmdline is Cmdline with the serial console of board b.
+func BoardCmdline(b boards.Board, diskID uint32, slot string) (string, error) {
+	serial := b.SerialConsole
+	if serial == "" {
+		serial = "ttyS0"
+	}
+	return cmdline(serial, diskID, slot)
+}
+
+func cmdline(serial string, diskID uint32, slot string) (string, error) {
 	n, err := image.SlotPartition(slot)
 	if err != nil {
 		return "", err
 	}
 	return strings.Join([]string{
-		"console=ttyS0,115200",
+		"console=" + serial + ",115200",
 		"console=tty1",
 		"root=PARTUUID=" + image.PartUUID(diskID, n),
 		"rootfstype=squashfs",
@@ -34,9 +48,10 @@ func Cmdline(diskID uint32, slot string) (string, error) {
 }
 
 // bootTree is the FAT32 boot partition: firmware at the root, config.txt
-// selecting slot-a/, the slot folder with kernel, device trees, overlays and
-// cmdline.txt, an empty slot-b/, and the node's overlay.
-func bootTree(o Options, kernelDir, firmwareDir string, diskID uint32, relJSON []byte) (fs.FS, error) {
+// selecting slot-a/, the slot folder with kernel, device trees, overlays,
+// the initramfs on boards that need one, and cmdline.txt, an empty slot-b/,
+// and the node's overlay.
+func bootTree(o Options, k *boards.Kernel, firmwareDir string, diskID uint32, relJSON, initData []byte) (fs.FS, error) {
 	b := o.Board
 	m := fstest.MapFS{}
 	add := func(dst, src string) error {
@@ -53,33 +68,40 @@ func bootTree(o Options, kernelDir, firmwareDir string, diskID uint32, relJSON [
 		}
 	}
 	slot := image.SlotDir("a")
-	kernel, err := os.ReadFile(filepath.Join(kernelDir, b.KernelFile))
+	kernel, err := os.ReadFile(k.Image)
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel: %w", err)
 	}
 	if err := boards.CheckKernelArch(kernel, b.KernelArch); err != nil {
-		return nil, fmt.Errorf("checking %s from %s: %w", b.KernelFile, b.Kernel, err)
+		return nil, fmt.Errorf("checking %s from %s: %w", b.KernelFile, k.Source, err)
 	}
 	m[slot+"/"+b.KernelFile] = &fstest.MapFile{Data: kernel, Mode: 0o644}
 	for _, dtb := range b.DeviceTrees {
-		if err := add(slot+"/"+dtb, filepath.Join(kernelDir, dtb)); err != nil {
+		if err := add(slot+"/"+dtb, filepath.Join(k.DTBDir, dtb)); err != nil {
 			return nil, err
 		}
 	}
-	if b.OverlaysDir != "" {
-		ents, err := os.ReadDir(filepath.Join(kernelDir, b.OverlaysDir))
+	if k.OverlaysDir != "" {
+		ents, err := os.ReadDir(k.OverlaysDir)
 		if err != nil {
 			return nil, fmt.Errorf("reading device tree overlays: %w", err)
 		}
 		for _, e := range ents {
 			if e.Type().IsRegular() {
-				if err := add(slot+"/overlays/"+e.Name(), filepath.Join(kernelDir, b.OverlaysDir, e.Name())); err != nil {
+				if err := add(slot+"/overlays/"+e.Name(), filepath.Join(k.OverlaysDir, e.Name())); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
-	cmdline, err := Cmdline(diskID, "a")
+	if b.Initramfs != "" {
+		rd, err := Initramfs(initData, k.Modules, o.ModTime)
+		if err != nil {
+			return nil, err
+		}
+		m[slot+"/"+b.Initramfs] = &fstest.MapFile{Data: rd, Mode: 0o644}
+	}
+	cmdline, err := BoardCmdline(b, diskID, "a")
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	kernelDir, err := boards.Fetch(ctx, o.SrcDir, o.Board.Kernel)
+	kernel, err := o.Board.FetchKernel(ctx, o.SrcDir, o.Log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,7 +103,7 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 		Version:  o.Version,
 		Board:    o.Board.Name,
 		Built:    o.ModTime.UTC().Format(time.RFC3339),
-		Kernel:   o.Board.Kernel.String(),
+		Kernel:   kernel.Source,
 		Firmware: o.Board.Firmware.String(),
 		Hostname: o.Node.Hostname,
 		Role:     o.Node.Role,
@@ -116,7 +116,7 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 	relJSON = append(relJSON, '\n')
 
 	diskID := DiskID(o.Node.Hostname)
-	boot, err := bootTree(o, kernelDir, firmwareDir, diskID, relJSON)
+	boot, err := bootTree(o, kernel, firmwareDir, diskID, relJSON, initData)
 	if err != nil {
 		return nil, nil, err
 	}
