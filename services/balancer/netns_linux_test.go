@@ -33,7 +33,7 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
-func newTestNetns(t *testing.T, subnet int) *testNetns {
+func newTestNetns(t *testing.T) *testNetns {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces")
 	}
@@ -45,7 +45,8 @@ func newTestNetns(t *testing.T, subnet int) *testNetns {
 	id := hex.EncodeToString(rb[:])
 	n := &testNetns{
 		name: "piimg-bal-" + id, hostIf: "pbh" + id, nsIf: "pbn" + id,
-		hostAddr: fmt.Sprintf("198.18.%d.1", subnet), nsAddr: fmt.Sprintf("198.18.%d.2", subnet),
+		// A random /30 of 198.18.0.0/16, so parallel tests do not clash.
+		hostAddr: fmt.Sprintf("198.18.%d.%d", rb[0], rb[1]&^3+1), nsAddr: fmt.Sprintf("198.18.%d.%d", rb[0], rb[1]&^3+2),
 	}
 	ip(t, "netns", "add", n.name)
 	t.Cleanup(func() {
@@ -94,7 +95,7 @@ func (n *testNetns) listen(t *testing.T, port int) net.Listener {
 // packets are dropped: connects and answers time out instead of being
 // refused), then brings it back.
 func TestNetnsBackendVanishes(t *testing.T) {
-	ns := newTestNetns(t, 7)
+	ns := newTestNetns(t)
 	remote := &testBackend{t: t, name: "remote"}
 	ln := ns.listen(t, 8080)
 	remote.addr = ln.Addr().String()
