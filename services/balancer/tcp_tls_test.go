@@ -342,3 +342,39 @@ func TestHTTP2Path(t *testing.T) {
 		t.Errorf("all down over HTTP/2: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestTCPReloadKeepsConnections: removing a backend leaves its open TCP
+// connections working; new ones go elsewhere.
+func TestTCPReloadKeepsConnections(t *testing.T) {
+	a, b := newTCPBackend(t, "a", false), newTCPBackend(t, "b", false)
+	cfg := Config{Mode: ModeTCP, Backends: []BackendConfig{{Name: "a", Address: a.addr()}}}
+	bal, _ := startBalancer(t, cfg)
+	c, err := net.Dial("tcp", bal.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	say := func(msg string) string {
+		io.WriteString(c, msg+"\n")
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err.Error()
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := say("one"); got != "a: one" {
+		t.Fatalf("before: %q", got)
+	}
+	cfg.Backends = []BackendConfig{{Name: "b", Address: b.addr()}}
+	if err := bal.ReloadConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := say("two"); got != "a: two" {
+		t.Errorf("an open connection after its backend was removed: %q", got)
+	}
+	if got := tcpRoundTrip(t, bal.Addr().String(), "new"); got != "b: new" {
+		t.Errorf("a new connection: %q", got)
+	}
+}
