@@ -337,3 +337,15 @@ func FuzzCookies(f *testing.F) {
 		prefixSetCookie(line, c, "web1")
 	})
 }
+
+func BenchmarkParseRequestHead(b *testing.B) {
+	raw := []byte("GET /index.html?x=1 HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Encoding: gzip, deflate\r\nCookie: SERVERID=web1; a=b\r\nConnection: keep-alive\r\n\r\n")
+	var h head
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if err := parseRequestHead(raw, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
