@@ -51,7 +51,9 @@ func serveSplit(t *testing.T, s *Server, c *Credentials, o *OTA) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeSplit(ctx, []net.Listener{ln}, c.TLSConfig(), s.SecureHandler(c, o), s.PlainHandler()) }()
+	go func() {
+		done <- ServeSplit(ctx, []net.Listener{ln}, c.TLSConfig(), s.SecureHandler(c, o), s.PlainHandler())
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
