@@ -108,6 +108,10 @@ type Server struct {
 	// Middleware, when set, wraps every route: the seam for
 	// authentication (TODO(auth): a later issue).
 	Middleware func(http.Handler) http.Handler
+	// Dashboard is served at GET /dashboard and /dashboard.json; nil means
+	// NodeDashboard(s): the cluster dashboard on load balancers, none on
+	// web nodes.
+	Dashboard *Dashboard
 	// Log receives request errors; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -119,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /logs", s.serveLogs)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("POST /reboot", s.serveReboot)
+	s.mountDashboard(mux)
 	var h http.Handler = mux
 	if s.Middleware != nil {
 		h = s.Middleware(h)
