@@ -175,12 +175,13 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		}
 		noO = append(noO, must(ours.cold(ours.dst, fsync)))
 	}
+	add(fmt.Sprintf("full copy (best of %d)", rounds), best(fullR), best(fullO))
 	add(fmt.Sprintf("full copy (median of %d)", rounds), median(fullR), median(fullO))
 	add("  same, both fsync each file", median(fullRF), median(fullO))
 	add("  same, neither fsyncs", median(fullR), median(fullONF))
 	add(fmt.Sprintf("no-change re-sync (median of %d)", rounds), median(noR), median(noO))
 	if fullOnly {
-		rows = rows[:3]
+		rows = rows[:4]
 	} else if err := ourLivePhases(rs, ours, srcR, srcO, latN, burstN, fsync, add); err != nil {
 		return err
 	}
@@ -273,6 +274,20 @@ func must(r result, err error) result {
 		return result{note: "failed: " + err.Error()}
 	}
 	return r
+}
+
+// best is the fastest run: on a shared machine, the least disturbed.
+func best(rs []result) result {
+	if len(rs) == 0 {
+		return result{}
+	}
+	b := rs[0]
+	for _, r := range rs[1:] {
+		if r.note == "" && (b.note != "" || r.dur < b.dur) {
+			b = r
+		}
+	}
+	return b
 }
 
 func median(rs []result) result {
@@ -543,6 +558,7 @@ func (r *rsyncd) stop() {
 
 // pull runs the rsync client with the seed's excludes and --delete.
 func (r *rsyncd) pull(dst string, flags ...string) (result, error) {
+	syscall.Sync() // start each run with no dirty pages of the last one
 	before := r.px.n.Load()
 	dcpu := procCPU(r.cmd.Process.Pid)
 	args := append(flags, "--delete", "--exclude=**/stats", "--exclude=**/error", "--exclude=**/files/pictures",
@@ -644,6 +660,7 @@ func inSync(s *mirror.Service) bool {
 
 // cold starts a replica into dst and times it until it is in sync.
 func (o *ourMirror) cold(dst string, fsync bool) (result, error) {
+	syscall.Sync() // start each run with no dirty pages of the last one
 	before := o.px.n.Load()
 	cpu := selfCPU()
 	t := time.Now()

@@ -263,27 +263,84 @@ type incoming struct {
 	done     bool
 }
 
-// create starts receiving rel into a new temporary file beside it; its
-// folders must have been checked with ensureParents.
-func (l *local) create(rel string) (*incoming, error) {
-	dr, err := l.dirRoot(parentOf(rel))
+// precreate is a temporary file created ahead, on another goroutine,
+// while the data of earlier files is still arriving: creating a file is
+// the slowest system call of a copy.
+type precreate struct {
+	done      chan struct{}
+	dr        *os.Root
+	dir       string
+	tmp, base string
+	f         *os.File
+	err       error
+}
+
+// prepare checks rel's folders and names its temporary file; open
+// (on any goroutine) then creates it.
+func (l *local) prepare(rel string, remote map[string]wire.Item) (*precreate, error) {
+	if err := l.ensureParents(rel, remote); err != nil {
+		return nil, err
+	}
+	dir := parentOf(rel)
+	dr, err := l.dirRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening folder of %s: %w", rel, err)
 	}
 	base := path.Base(rel)
-	tmp := tempName(base, randTag())
-	f, err := dr.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	return &precreate{done: make(chan struct{}), dr: dr, dir: dir, base: base, tmp: tempName(base, randTag())}, nil
+}
+
+func (pc *precreate) open() {
+	pc.f, pc.err = pc.dr.OpenFile(pc.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if pc.err != nil {
+		pc.err = fmt.Errorf("creating temporary file: %w", pc.err)
+	}
+	close(pc.done)
+}
+
+// drop removes a temporary file that will not be used.
+func (pc *precreate) drop() {
+	<-pc.done
+	if pc.f != nil {
+		pc.f.Close()
+		pc.dr.Remove(pc.tmp)
+	}
+}
+
+// create starts receiving rel into a new temporary file beside it; its
+// folders must have been checked with ensureParents.
+func (l *local) create(rel string) (*incoming, error) {
+	pc, err := l.prepare(rel, nil)
 	if err != nil {
-		return nil, fmt.Errorf("creating temporary file: %w", err)
+		return nil, err
+	}
+	pc.open()
+	return l.receive(rel, pc)
+}
+
+// receive starts receiving rel into the file pc created.
+func (l *local) receive(rel string, pc *precreate) (*incoming, error) {
+	<-pc.done
+	if pc.err != nil {
+		return nil, pc.err
 	}
 	var w *bufio.Writer
 	if n := len(l.writers); n > 0 {
 		w, l.writers = l.writers[n-1], l.writers[:n-1]
-		w.Reset(f)
+		w.Reset(pc.f)
 	} else {
-		w = bufio.NewWriterSize(f, 256<<10)
+		w = bufio.NewWriterSize(pc.f, 256<<10)
 	}
-	return &incoming{l: l, rel: rel, dr: dr, tmp: tmp, base: base, f: f, w: w}, nil
+	return &incoming{l: l, rel: rel, dr: pc.dr, tmp: pc.tmp, base: pc.base, f: pc.f, w: w}, nil
+}
+
+// current reports whether pc's folder is still the one at its path (it
+// was not removed or replaced since).
+func (l *local) current(pc *precreate) bool {
+	if pc.dir == "" {
+		return true
+	}
+	return l.dirs[pc.dir] == pc.dr
 }
 
 func (in *incoming) Write(p []byte) (int, error) { return in.w.Write(p) }

@@ -73,9 +73,33 @@ func (s *syncer) request(p string, gen uint64) {
 			f.Close()
 		}
 	}
+	if pc, err := s.l.prepare(p, s.r.remote); err == nil && s.creates != nil {
+		x.pre = pc
+		s.creates <- pc
+	}
 	s.inflight = append(s.inflight, x)
 	s.inPath[p] = x
 	s.send(req)
+}
+
+// startCreator runs the goroutine that creates temporary files ahead.
+func (s *syncer) startCreator() {
+	s.creates = make(chan *precreate, s.r.cfg.Window+1)
+	go func() {
+		for pc := range s.creates {
+			pc.open()
+		}
+	}()
+}
+
+// settleCreates waits for the files being created ahead: before a folder
+// is removed or replaced, nothing may be created in it.
+func (s *syncer) settleCreates() {
+	for _, x := range s.inflight {
+		if x.pre != nil {
+			<-x.pre.done
+		}
+	}
 }
 
 // send queues m for the writer, unless the session is over.
@@ -104,15 +128,30 @@ func (s *syncer) onHead(h wire.FileHead) error {
 		s.finish(x)
 		return nil
 	}
-	if err := s.l.ensureParents(x.path, s.r.remote); err != nil {
-		x.discard = true
-		s.noteErr(err)
-		return nil
+	pc := x.pre
+	x.pre = nil
+	if pc != nil && !s.l.current(pc) {
+		pc.drop() // its folder went away since
+		pc = nil
 	}
-	in, err := s.l.create(x.path)
+	var err error
+	if pc == nil {
+		pc, err = s.l.prepare(x.path, s.r.remote)
+		if err == nil {
+			pc.open()
+		}
+	}
+	var in *incoming
+	if err == nil {
+		in, err = s.l.receive(x.path, pc)
+	}
 	if err != nil {
 		x.discard = true
 		s.noteErr(err)
+		if !errors.Is(err, ErrUnsafePath) && s.retries[x.path] < maxRetries {
+			s.retries[x.path]++
+			s.redo(x)
+		}
 		return nil
 	}
 	x.in = in
@@ -156,10 +195,7 @@ func (s *syncer) onEnd(e wire.FileEnd) error {
 			}
 		}
 		if s.retries[x.path] <= maxRetries {
-			if !x.dirty {
-				x.dirty, x.dirtyGen = true, x.gen
-				s.pending[x.gen]++
-			}
+			s.redo(x)
 		} else {
 			s.r.log.Warn("mirror: giving up on a file whose checksum keeps failing", "path", x.path)
 		}
@@ -168,8 +204,20 @@ func (s *syncer) onEnd(e wire.FileEnd) error {
 	return nil
 }
 
+// redo makes x fetched again once it is finished.
+func (s *syncer) redo(x *xfer) {
+	if !x.dirty {
+		x.dirty, x.dirtyGen = true, x.gen
+		s.pending[x.gen]++
+	}
+}
+
 // finish retires the transfer at the head of the window.
 func (s *syncer) finish(x *xfer) {
+	if x.pre != nil {
+		x.pre.drop()
+		x.pre = nil
+	}
 	s.inflight = s.inflight[1:]
 	delete(s.inPath, x.path)
 	if x.basis != nil {
@@ -215,6 +263,7 @@ func (s *syncer) commitReady() {
 	if len(s.ready) == 0 {
 		return
 	}
+	s.settleCreates() // a rename may replace a folder
 	if s.l.fsync && haveSyncfs && s.r.rootDir != nil {
 		if err := syncFS(s.r.rootDir); err != nil {
 			s.noteErr(fmt.Errorf("syncing the web root: %w", err))

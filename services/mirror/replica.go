@@ -157,6 +157,7 @@ func (r *replica) session(ctx context.Context) (synced bool, err error) {
 	defer scancel()
 	werr := make(chan error, 1)
 	s.done = sctx.Done()
+	s.startCreator()
 	go func() {
 		err := r.writeLoop(sctx, fw, outq)
 		scancel()  // unblock the syncer's sends

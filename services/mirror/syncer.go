@@ -20,11 +20,12 @@ const maxRetries = 3
 // that differ through a window of requests, and acks generations once
 // applied. It runs in the session's reading goroutine only.
 type syncer struct {
-	r     *replica
-	l     *local
-	out   chan<- wire.Msg
-	done  <-chan struct{} // closed when the session ends
-	start time.Time
+	r       *replica
+	l       *local
+	out     chan<- wire.Msg
+	done    <-chan struct{} // closed when the session ends
+	creates chan *precreate // to the goroutine creating files ahead
+	start   time.Time
 
 	// The listing being received (FlagReset .. FlagFinal).
 	inListing  bool
@@ -80,6 +81,7 @@ type xfer struct {
 	dirty    bool // the remote entry changed while in flight
 	dirtyGen uint64
 
+	pre     *precreate // its temporary file, created ahead
 	head    *wire.FileHead
 	in      *incoming
 	patch   *delta.Patcher
@@ -101,6 +103,9 @@ func (s *syncer) close() {
 	s.commitReady()
 	defer s.dropStash()
 	for _, x := range s.inflight {
+		if x.pre != nil {
+			x.pre.drop()
+		}
 		if x.in != nil {
 			x.in.abort(keepPartial)
 		}
@@ -109,6 +114,9 @@ func (s *syncer) close() {
 		}
 	}
 	s.inflight = nil
+	if s.creates != nil {
+		close(s.creates)
+	}
 }
 
 func (s *syncer) handle(m wire.Msg) error {
@@ -231,6 +239,7 @@ func (s *syncer) final(gen uint64) {
 func (s *syncer) apply(it wire.Item, gen uint64) {
 	if it.Kind != wire.KindFile {
 		s.commitReady() // keep the order of a file's arrival and its removal
+		s.settleCreates()
 	}
 	remote := s.r.remote
 	old, had := remote[it.Path]
@@ -333,6 +342,7 @@ func (s *syncer) cancel(p string) {
 // for a new listing, when leftovers of earlier sessions are cleaned.
 func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 	s.commitReady()
+	s.settleCreates()
 	var own []string
 	loc, err := scanTree(s.l.dir, "", s.r.ex, func(rel string) { own = append(own, rel) })
 	if err != nil {
