@@ -40,6 +40,12 @@ func newTestBackend(t *testing.T, name string) *testBackend {
 }
 
 func (tb *testBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("User-Agent") == "piimage-balancer-check" {
+		if tb.hang.Load() {
+			<-r.Context().Done()
+		}
+		return // health checks are not counted as requests
+	}
 	tb.hits.Add(1)
 	tb.last.Store(r)
 	if tb.hang.Load() {
