@@ -57,6 +57,10 @@ type Node struct {
 	Web *Web `yaml:"web,omitempty"`
 	// Mirror is allowed on web nodes only; nil means no mirroring.
 	Mirror *Mirror `yaml:"mirror,omitempty"`
+	// Firewall configures the inbound packet filter; nil means the defaults.
+	Firewall *Firewall `yaml:"firewall,omitempty"`
+	// Time configures the SNTP client; nil means eth0's gateway.
+	Time *Time `yaml:"time,omitempty"`
 
 	// File is the path the node was read from; empty for nodes built in Go.
 	File string `yaml:"-"`

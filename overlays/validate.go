@@ -40,6 +40,8 @@ func (n *Node) validate(p *problems) {
 	checkPort(p, "admin.port", n.Admin.Port)
 	n.validateSections(p)
 	n.validatePorts(p)
+	n.validateFirewall(p) // firewall.go
+	n.validateTime(p)     // time.go
 }
 
 func (n *Node) validateInterfaces(p *problems) {
