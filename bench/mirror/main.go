@@ -201,6 +201,7 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 		fmt.Printf("%-38s %-30s %-44s %s\n", r.name, r.rsync, r.our, ratio)
 	}
 	fmt.Printf("ours: replica counters %+v\n", ours.counters())
+	fmt.Printf("ours: primary counters %+v\n", ours.prim.Status().Counters)
 	return nil
 }
 
@@ -233,10 +234,14 @@ func ourLivePhases(rs *rsyncd, ours *ourMirror, srcR, srcO string, latN, burstN 
 		changeOnePercent(srcR, 2)
 		r1 = must(rs.pull(rs.dst, "-azq"))
 	}
+	c0 := ours.prim.Status().Counters
 	live, err := ours.live(func() error { return changeOnePercent(srcO, 2) }, "")
 	if err != nil {
 		return err
 	}
+	c1 := ours.prim.Status().Counters
+	fmt.Printf("ours, 1%% live: %d files sent, %d literal bytes (before compression), %d matched\n",
+		c1.FilesSent-c0.FilesSent, c1.LiteralBytes-c0.LiteralBytes, c1.MatchedBytes-c0.MatchedBytes)
 	add("1% changed, live (ours) vs next run", r1, live)
 
 	lat, err := ours.latency(latN)
