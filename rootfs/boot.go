@@ -107,6 +107,10 @@ func bootTree(o Options, k *boards.Kernel, firmwareDir string, diskID uint32, re
 	}
 	m[slot+"/cmdline.txt"] = &fstest.MapFile{Data: []byte(cmdline + "\n"), Mode: 0o644}
 	m[slot+"/release.json"] = &fstest.MapFile{Data: relJSON, Mode: 0o644}
+	// The slot's signed manifest; signing (otaimage.Sign) fills them in
+	// once the root filesystem's bytes are known.
+	m[slot+"/manifest.json"] = &fstest.MapFile{Mode: 0o644}
+	m[slot+"/manifest.sig"] = &fstest.MapFile{Mode: 0o644}
 	m[image.SlotDir("b")] = &fstest.MapFile{Mode: fs.ModeDir | 0o755}
 	cfg := []byte(b.ConfigTxt(slot))
 	m["config.txt"] = &fstest.MapFile{Data: cfg, Mode: 0o644}
@@ -124,6 +128,12 @@ func dataTree(o Options) (fs.FS, error) {
 		".":          {Mode: fs.ModeDir | 0o755},
 		"piimage":    {Mode: fs.ModeDir | 0o700},
 		LastGoodPath: {Data: o.OverlayBytes, Mode: 0o600},
+	}
+	if o.AdminFiles != nil {
+		m[AdminDir] = &fstest.MapFile{Mode: fs.ModeDir | 0o700}
+		for name, data := range o.AdminFiles {
+			m[AdminDir+"/"+name] = &fstest.MapFile{Data: data, Mode: 0o600}
+		}
 	}
 	if o.Node.Role != overlays.RoleWeb && o.SiteDir == "" {
 		return m, nil

@@ -41,6 +41,12 @@ type Options struct {
 	// folder when empty.
 	WorkDir string
 	Log     *slog.Logger
+	// OTAPublicKey, when set, is baked into the root as OTAPublicKeyPath:
+	// the keys (PEM) an update must be signed with.
+	OTAPublicKey []byte
+	// AdminFiles, when set, go to the data partition's AdminDir: the
+	// node's copy of the cluster's admin credential (admin.NodeFiles).
+	AdminFiles map[string][]byte
 }
 
 // Release is the build metadata stored in the image (/piimage/release.json
@@ -54,6 +60,9 @@ type Release struct {
 	Hostname string `json:"hostname"`
 	Role     string `json:"role"`
 	InitSize int64  `json:"init_size"`
+	// TryBoot says the board's firmware has tryboot.txt (Pi 4); updates
+	// then trial-boot through it.
+	TryBoot bool `json:"tryboot,omitempty"`
 }
 
 // InitPath is where the init sits in the root filesystem; cmdline.txt names it.
@@ -61,6 +70,13 @@ const InitPath = "/init"
 
 // ReleasePath is the build metadata's path in the root filesystem.
 const ReleasePath = "piimage/release.json"
+
+// OTAPublicKeyPath is where the root keeps the update signing keys.
+const OTAPublicKeyPath = "piimage/ota.pub"
+
+// AdminDir is the data partition's folder of admin credential files
+// (admin.CredentialsDir).
+const AdminDir = "piimage/admin"
 
 // LastGoodPath is where the data partition keeps the last overlay that
 // validated; the init falls back to it when the FAT copy is broken.
@@ -108,6 +124,8 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 		Hostname: o.Node.Hostname,
 		Role:     o.Node.Role,
 		InitSize: int64(len(initData)),
+		// Of our boards only the Pi 4 firmware has tryboot.txt.
+		TryBoot: o.Board.Name == "pi4",
 	}
 	relJSON, err := json.MarshalIndent(rel, "", "  ")
 	if err != nil {
@@ -127,7 +145,7 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 	p := &image.Plan{
 		Layout:       image.Layout{DiskID: diskID},
 		Boot:         boot,
-		Root:         rootTree(initData, relJSON),
+		Root:         rootTree(initData, relJSON, o.OTAPublicKey),
 		Data:         data,
 		ModTime:      o.ModTime,
 		DataUUID:     derivedUUID("data uuid", o.Node.Hostname),
@@ -140,15 +158,19 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 // rootTree is slot A's read-only root: the init, the mount points it needs
 // and the build metadata. Nothing else: the services are the init binary
 // re-executed.
-func rootTree(initData, relJSON []byte) fs.FS {
+func rootTree(initData, relJSON, otaPub []byte) fs.FS {
 	dir := &fstest.MapFile{Mode: fs.ModeDir | 0o755}
-	return fstest.MapFS{
+	m := fstest.MapFS{
 		".":         dir,
 		"init":      {Data: initData, Mode: 0o755},
 		ReleasePath: {Data: relJSON, Mode: 0o644},
 		"boot":      dir, "data": dir, "dev": dir, "etc": dir,
 		"proc": dir, "run": dir, "sys": dir, "tmp": {Mode: fs.ModeDir | 0o1777},
 	}
+	if otaPub != nil {
+		m[OTAPublicKeyPath] = &fstest.MapFile{Data: otaPub, Mode: 0o644}
+	}
+	return m
 }
 
 // DiskID derives the MBR disk identifier from the hostname, so rebuilding a

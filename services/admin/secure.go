@@ -52,9 +52,10 @@ func (s *Server) SecureHandler(c *Credentials, o *OTA) http.Handler {
 }
 
 // ServeSplit serves secure (over TLS with tlsConfig) and plain on every
-// listener, telling them apart by the first byte of each connection, until
-// ctx is done; then it shuts down, giving requests in flight two seconds
-// (an update upload in flight is cut). It returns the first serving error
+// listener, telling them apart by the first byte of each connection; with
+// a nil tlsConfig every connection gets plain. It runs until ctx is done,
+// then shuts down, giving requests in flight two seconds (an update upload
+// in flight is cut). It returns the first serving error
 // other than the shutdown.
 func ServeSplit(ctx context.Context, lns []net.Listener, tlsConfig *tls.Config, secure, plain http.Handler) error {
 	tlsLn := newChanListener(lns[0].Addr())
@@ -66,7 +67,11 @@ func ServeSplit(ctx context.Context, lns []net.Listener, tlsConfig *tls.Config, 
 	}
 	errc := make(chan error, len(lns)+2)
 	var wg sync.WaitGroup
-	wg.Go(func() { errc <- servers[0].Serve(tls.NewListener(tlsLn, tlsConfig)) })
+	if tlsConfig != nil {
+		wg.Go(func() { errc <- servers[0].Serve(tls.NewListener(tlsLn, tlsConfig)) })
+	} else {
+		tlsLn = nil
+	}
 	wg.Go(func() { errc <- servers[1].Serve(plainLn) })
 	for _, ln := range lns {
 		wg.Go(func() { errc <- split(ln, tlsLn, plainLn) })
@@ -84,7 +89,9 @@ func ServeSplit(ctx context.Context, lns []net.Listener, tlsConfig *tls.Config, 
 	for _, srv := range servers {
 		srv.Shutdown(sctx)
 	}
-	tlsLn.Close()
+	if tlsLn != nil {
+		tlsLn.Close()
+	}
 	plainLn.Close()
 	wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
@@ -114,7 +121,7 @@ func split(ln net.Listener, tlsLn, plainLn *chanListener) error {
 				return
 			}
 			pc := &peekedConn{Conn: c, r: br}
-			if b[0] == tlsHandshake {
+			if b[0] == tlsHandshake && tlsLn != nil {
 				tlsLn.deliver(pc)
 			} else {
 				plainLn.deliver(pc)

@@ -38,6 +38,7 @@ type boot struct {
 	disk    string   // whole disk holding the root, e.g. mmcblk0
 	mounted []string // mount points to unmount at shutdown, in mount order
 	loaded  loaded
+	ota     *otaNode // updates and this boot's trial (ota_linux.go)
 }
 
 // step is one named boot step; a failing required step stops the boot.
@@ -67,6 +68,7 @@ func bootSteps() []step {
 		{"find the boot disk", true, (*boot).findDisk},
 		{"mount the boot partition at /boot", false, (*boot).mountBoot},
 		{"mount the data partition at /data", false, (*boot).mountData},
+		{"check for an update on trial", false, (*boot).otaStep},
 		{"load the overlay", true, (*boot).loadOverlay},
 	}
 }
@@ -266,6 +268,7 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 		exe:        "/proc/self/exe",
 		network:    true,
 		adminAddrs: admin.ListenAddrs(n, true),
+		ota:        b.ota,
 	}
 	act, err := rt.run(ctx, requests)
 	if err != nil {
@@ -317,7 +320,7 @@ func (b *boot) shutdown(act action, wd *watchdog) {
 		cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
 	}
 	b.con.say("%s", act)
-	if err := unix.Reboot(cmd); err != nil {
+	if err := b.reboot(cmd); err != nil {
 		b.con.say("%s: %v", act, err)
 	}
 	select {} // PID 1 must not exit

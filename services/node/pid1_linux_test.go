@@ -60,6 +60,7 @@ false mount tmpfs at /etc
 true find the boot disk
 false mount the boot partition at /boot
 false mount the data partition at /data
+false check for an update on trial
 true load the overlay`
 	if g := strings.Join(got, "\n"); g != want {
 		t.Errorf("boot steps:\n%s\nwant:\n%s", g, want)

@@ -62,6 +62,8 @@ type instance struct {
 	adminAddrs []string
 	// linkWait overrides the package's linkWait when not zero.
 	linkWait time.Duration
+	// ota is PID 1's update agent and trial (ota.go); nil in process mode.
+	ota *otaNode
 }
 
 // run brings the node up, then waits until ctx is done or an action is
@@ -86,7 +88,7 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	}
 	srv := r.adminServer(sup, reboots)
 	wg.Go(func() {
-		if err := srv.Serve(bg, lns); err != nil {
+		if err := r.serveAdmin(bg, srv, lns); err != nil {
 			r.log.Error("admin API stopped", "err", err)
 		}
 	})
@@ -102,6 +104,7 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	act := actionExit
 	if ctx.Err() == nil {
 		r.startServices(sup)
+		r.ota.watchTrial(bg, sup, eth0Ready, reboots)
 		r.con.say("%s up (overlay from %s)", r.loaded.node.Hostname, r.loaded.info.Source)
 		act = r.serve(ctx, sup, requests, reboots)
 	}
