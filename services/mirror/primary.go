@@ -41,6 +41,7 @@ type primary struct {
 	gen     uint64
 	hist    []genMark // generations some replica has not acked
 	peers   map[*peer]struct{}
+	gone    map[string]ReplicaStatus // replicas not connected now, by name
 	listen  net.Addr
 	scanned bool
 }
@@ -58,7 +59,7 @@ func newPrimary(cfg Config, log *slog.Logger, st *counters) (*primary, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &primary{cfg: cfg, log: log, ex: ex, st: st, peers: map[*peer]struct{}{}}, nil
+	return &primary{cfg: cfg, log: log, ex: ex, st: st, peers: map[*peer]struct{}{}, gone: map[string]ReplicaStatus{}}, nil
 }
 
 // run lists the tree, watches it and serves replicas until ctx is done.
@@ -415,16 +416,24 @@ func (p *primary) serve(ctx context.Context, raw net.Conn) error {
 	p.peers[pc] = struct{}{}
 	p.mu.Unlock()
 	p.log.Info("mirror: replica connected", "replica", pc.name, "addr", pc.addr, "entries", len(snap))
+	var rerr error
 	defer func() {
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		gone := p.replicaLocked(pc, time.Now())
+		gone.Connected, gone.InSync, gone.Lag, gone.LagBytes = false, false, 0, 0
+		gone.Until = time.Now()
+		if rerr != nil {
+			gone.LastError = rerr.Error()
+		}
+		p.gone[pc.name] = gone
 		delete(p.peers, pc)
 		p.trimHistLocked()
-		p.mu.Unlock()
 	}()
 
 	werr := make(chan error, 1)
 	go func() { werr <- pc.writeLoop(ctx) }()
-	rerr := pc.readLoop(r)
+	rerr = pc.readLoop(r)
 	pc.close()
 	tc.Close()
 	if e := <-werr; rerr == nil || errors.Is(rerr, net.ErrClosed) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,5 +248,20 @@ func TestAuth(t *testing.T) {
 			t.Error("the primary spoke the protocol without TLS")
 		}
 		c.Close()
+	}
+}
+
+// TestEmptyPrimaryDeletesNothing: a primary whose web root is empty (its
+// data partition did not mount) does not wipe the replicas.
+func TestEmptyPrimaryDeletesNothing(t *testing.T) {
+	prim, repl := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(repl, "index.html"), []byte("keep me"), 0o644)
+	_, addr := startPrimary(t, prim, Config{})
+	r := startReplica(t, "web02", repl, addr, Config{})
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.svc.Status().LastError, "empty") }) {
+		t.Fatalf("no warning: %+v", r.svc.Status())
+	}
+	if _, err := os.Stat(filepath.Join(repl, "index.html")); err != nil {
+		t.Error("the replica was wiped")
 	}
 }

@@ -46,6 +46,12 @@ type ReplicaStatus struct {
 	AckedGen uint64
 	// Since is when the session started; SyncedAt when it first caught up.
 	Since, SyncedAt time.Time
+	// Until is when a replica no longer connected was last seen; its Lag
+	// then counts from that moment.
+	Until time.Time
+	// LastError is why a replica's last session ended ("" if it ended
+	// cleanly or is still up).
+	LastError string
 	// WireIn and WireOut count the session's bytes, TLS included, as the
 	// reporting side sees them.
 	WireIn, WireOut int64
@@ -113,33 +119,47 @@ func (c *counters) snapshot() (Counters, string, time.Time) {
 	}, e, at
 }
 
-// status reports the primary's replicas.
+// status reports the primary's replicas: those connected, and those seen
+// since the primary started that are not connected now.
 func (p *primary) status(now time.Time) []ReplicaStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []ReplicaStatus
+	seen := map[string]bool{}
 	for pc := range p.peers {
-		r := ReplicaStatus{Name: pc.name, Addr: pc.addr, Connected: true, AckedGen: pc.acked,
-			Since: pc.since, SyncedAt: pc.syncedAt, WireIn: pc.in.Load(), WireOut: pc.out.Load()}
-		switch {
-		case pc.acked < pc.snapGen:
-			r.Lag, r.LagBytes = now.Sub(pc.since), pc.snapBytes
-		case pc.acked < p.gen:
-			for _, h := range p.hist {
-				if h.gen > pc.acked {
-					if r.Lag == 0 {
-						r.Lag = now.Sub(h.at)
-					}
-					r.LagBytes += h.bytes
-				}
-			}
-		default:
-			r.InSync = true
+		out = append(out, p.replicaLocked(pc, now))
+		seen[pc.name] = true
+	}
+	for name, r := range p.gone {
+		if !seen[name] {
+			r.Lag = now.Sub(r.Until)
+			out = append(out, r)
 		}
-		out = append(out, r)
 	}
 	sortReplicas(out)
 	return out
+}
+
+// replicaLocked reports one connected replica.
+func (p *primary) replicaLocked(pc *peer, now time.Time) ReplicaStatus {
+	r := ReplicaStatus{Name: pc.name, Addr: pc.addr, Connected: true, AckedGen: pc.acked,
+		Since: pc.since, SyncedAt: pc.syncedAt, WireIn: pc.in.Load(), WireOut: pc.out.Load()}
+	switch {
+	case pc.acked < pc.snapGen:
+		r.Lag, r.LagBytes = now.Sub(pc.since), pc.snapBytes
+	case pc.acked < p.gen:
+		for _, h := range p.hist {
+			if h.gen > pc.acked {
+				if r.Lag == 0 {
+					r.Lag = now.Sub(h.at)
+				}
+				r.LagBytes += h.bytes
+			}
+		}
+	default:
+		r.InSync = true
+	}
+	return r
 }
 
 func sortReplicas(rs []ReplicaStatus) {

@@ -358,6 +358,14 @@ func (s *syncer) reconcile(tree map[string]wire.Item, gen uint64, fresh bool) {
 			gone = append(gone, p)
 		}
 	}
+	if len(tree) == 0 && len(gone) > 0 {
+		// An empty web root on the primary is more likely a data
+		// partition that did not mount than a site deleted on purpose.
+		err := fmt.Errorf("the primary's web root is empty; keeping the %d entries here (delete them by hand if that is meant)", len(gone))
+		s.r.st.setErr(err)
+		s.r.log.Warn("mirror: " + err.Error())
+		gone = nil
+	}
 	sort.Strings(gone)
 	last := ""
 	for _, p := range gone {
