@@ -225,3 +225,20 @@ func normalize(m Msg) Msg {
 	}
 	return m
 }
+
+func FuzzInflate(f *testing.F) {
+	var d Deflater
+	c, _ := d.Deflate(bytes.Repeat([]byte("abc"), 200))
+	f.Add(c)
+	f.Add([]byte{0xff, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var z Inflater
+		out, err := z.Inflate(data)
+		if err == nil && len(out) > MaxLiteral {
+			t.Fatalf("inflated to %d bytes", len(out))
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("error %v is not ErrMalformed", err)
+		}
+	})
+}
