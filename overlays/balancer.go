@@ -48,6 +48,10 @@ type Balancer struct {
 	Algorithm string `yaml:"algorithm,omitempty"`
 	// HashHeader is the header hashed by algorithm hdr, e.g. Host.
 	HashHeader string `yaml:"hash_header,omitempty"`
+	// HashDomainOnly makes algorithm hdr hash only the most significant
+	// label of a host name (for www.example.org, "example"), like HAProxy's
+	// hdr(Host) use_domain_only.
+	HashDomainOnly bool `yaml:"hash_domain_only,omitempty"`
 	// HashParam is the query parameter hashed by algorithm url_param.
 	HashParam string `yaml:"hash_param,omitempty"`
 	// URILen limits algorithm uri to the first URILen characters of the
@@ -369,6 +373,9 @@ func (b *Balancer) validateAlgorithm(p *problems, path, mode string) {
 		p.addf(f("hash_header"), "algorithm hdr needs a header name")
 	case alg != "hdr" && b.HashHeader != "":
 		p.addf(f("hash_header"), "is only used by algorithm hdr")
+	}
+	if b.HashDomainOnly && alg != "hdr" {
+		p.addf(f("hash_domain_only"), "is only used by algorithm hdr")
 	}
 	switch {
 	case alg == "url_param" && b.HashParam == "":

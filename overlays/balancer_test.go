@@ -75,6 +75,7 @@ func TestBalancerValidate(t *testing.T) {
 		{"bad algorithm", "algorithm: random\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.algorithm"}},
 		{"hdr without header", "algorithm: hdr\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.hash_header"}},
 		{"url_param without param", "algorithm: url_param\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.hash_param"}},
+		{"domain only without hdr", "hash_domain_only: true\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.hash_domain_only"}},
 		{"uri_len with roundrobin", "uri_len: 3\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.uri_len"}},
 		{"uri in tcp", "mode: tcp\nalgorithm: uri\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.algorithm"}},
 		{"cookie in tcp", "mode: tcp\ncookie: {}\nbackends: [{name: a, address: '1.2.3.4:80'}]", []string{"balancer.cookie"}},

@@ -26,8 +26,11 @@ type Config struct {
 	// hashed by url_param; URILen and URIDepth limit what uri hashes.
 	HashHeader string
 	HashParam  string
-	URILen     int
-	URIDepth   int
+	// HashDomainOnly makes hdr hash only a host name's most significant
+	// label (HAProxy's use_domain_only).
+	HashDomainOnly bool
+	URILen         int
+	URIDepth       int
 	// Backends are the servers; at least one must not be a backup.
 	Backends []BackendConfig
 	// Check configures active health checks.
@@ -146,16 +149,17 @@ const (
 // ConfigFromOverlay maps a node's balancer section to a Config.
 func ConfigFromOverlay(b *overlays.Balancer) Config {
 	c := Config{
-		Addr:        hostPort(b.Bind, b.PortOrDefault()),
-		Mode:        b.ModeOrDefault(),
-		Algorithm:   b.Algorithm,
-		HashHeader:  b.HashHeader,
-		HashParam:   b.HashParam,
-		URILen:      b.URILen,
-		URIDepth:    b.URIDepth,
-		ErrorLimit:  b.ErrorLimit,
-		Forwarded:   b.Forwarded,
-		SendProxyV2: b.SendProxyV2,
+		Addr:           hostPort(b.Bind, b.PortOrDefault()),
+		Mode:           b.ModeOrDefault(),
+		Algorithm:      b.Algorithm,
+		HashHeader:     b.HashHeader,
+		HashParam:      b.HashParam,
+		HashDomainOnly: b.HashDomainOnly,
+		URILen:         b.URILen,
+		URIDepth:       b.URIDepth,
+		ErrorLimit:     b.ErrorLimit,
+		Forwarded:      b.Forwarded,
+		SendProxyV2:    b.SendProxyV2,
 		Check: CheckConfig{
 			Type: b.Check.Type, Path: b.Check.Path, Host: b.Check.Host,
 			Interval: b.Check.Interval.Duration, Timeout: b.Check.Timeout.Duration,

@@ -26,6 +26,7 @@
 //	balance uri len 10 depth 2          algorithm: uri, uri_len: 10, uri_depth: 2
 //	balance url_param id                algorithm: url_param, hash_param: id
 //	balance hdr(Host)                   algorithm: hdr, hash_header: Host
+//	  use_domain_only                   hash_domain_only: true
 //	hash-type consistent                always (weighted rendezvous hashing)
 //	server web1 10.0.0.1:80 weight 3    backends: [{name: web1, address: "10.0.0.1:80", weight: 3}]
 //	  backup | maxconn 50 | no check    backup: true | max_conn: 50 | no_check: true

@@ -23,12 +23,43 @@ func requestKey(cfg *Config, r *http.Request) (uint64, bool) {
 		return hashString(v), true
 	case "hdr":
 		v := r.Header.Get(cfg.HashHeader)
+		if cfg.HashDomainOnly {
+			v = mainDomain(v)
+		}
 		if v == "" {
 			return 0, false
 		}
 		return hashString(v), true
 	}
 	return 0, false
+}
+
+// mainDomain returns the most significant label of a host name, as
+// HAProxy's use_domain_only hashes it: "example" for www.example.org:8080.
+// A name of one label, or an IP address, is returned whole (without port).
+func mainDomain[S ~string | ~[]byte](v S) S {
+	if i := indexByte(v, ':'); i >= 0 && indexByte(v[i+1:], ':') < 0 {
+		v = v[:i] // a port; an IPv6 address has more colons
+	}
+	for len(v) > 0 && v[len(v)-1] == '.' {
+		v = v[:len(v)-1] // a fully qualified name's final dot
+	}
+	if _, err := netip.ParseAddr(string(v)); err == nil {
+		return v
+	}
+	last := -1
+	for i := len(v) - 1; i >= 0; i-- {
+		if v[i] == '.' {
+			if last >= 0 {
+				return v[i+1 : last]
+			}
+			last = i
+		}
+	}
+	if last >= 0 {
+		return v[:last]
+	}
+	return v
 }
 
 // sourceKey hashes the IP address of a "host:port" remote address; an
@@ -120,6 +151,9 @@ func headKey(cfg *Config, h *head, remote string) (uint64, bool) {
 		return hashBytes(v), true
 	case "hdr":
 		v := h.get(cfg.HashHeader)
+		if cfg.HashDomainOnly {
+			v = mainDomain(v)
+		}
 		if len(v) == 0 {
 			return 0, false
 		}

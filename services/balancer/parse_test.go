@@ -202,6 +202,21 @@ func TestKeys(t *testing.T) {
 	}
 }
 
+func TestMainDomain(t *testing.T) {
+	for in, want := range map[string]string{
+		"haproxy.1wt.eu": "1wt", "www.example.org:8080": "example", "example.org": "example",
+		"tuubi.metropolia.fi.": "metropolia", "localhost": "localhost", "10.1.2.3": "10.1.2.3",
+		"10.1.2.3:80": "10.1.2.3", "[::1]:80": "[::1]:80", "": "",
+	} {
+		if got := mainDomain(in); got != want {
+			t.Errorf("mainDomain(%q) = %q, want %q", in, got, want)
+		}
+		if got := string(mainDomain([]byte(in))); got != want {
+			t.Errorf("mainDomain([]byte %q) = %q", in, got)
+		}
+	}
+}
+
 func TestCookieHelpers(t *testing.T) {
 	c := &CookieConfig{Name: "SERVERID"}
 	if v, ok := findCookie([]string{"a=1; SERVERID=web2; b=2"}, "SERVERID"); !ok || v != "web2" {
