@@ -1,6 +1,11 @@
 package balancer
 
 import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,5 +145,46 @@ func TestSeedCheckTiming(t *testing.T) {
 	}
 	if err := b.Health(); err == nil {
 		t.Error("Health = nil with every backend down")
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ok := newTestBackend(t, "ok")
+	status := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" || r.Header.Get("User-Agent") != "piimage-balancer-check" {
+			w.WriteHeader(404)
+			return
+		}
+		w.WriteHeader(503)
+	}))
+	defer status.Close()
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close() // accepts (kernel backlog) but never answers
+	closed := newTestBackend(t, "closed")
+	closed.crash()
+	b, err := NewFromConfig(Config{Addr: ":0", Backends: []BackendConfig{{Name: "x", Address: "h:1"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		typ, path, addr string
+		ok              bool
+		msg             string
+	}{
+		{"http", "/", ok.addr, true, "HTTP 200"},
+		{"http", "/health", strings.TrimPrefix(status.URL, "http://"), false, "HTTP 503"},
+		{"http", "/", closed.addr, false, "connect: connection refused"},
+		{"http", "/", hung.Addr().String(), false, "reading answer"},
+		{"tcp", "/", hung.Addr().String(), true, "connected"},
+		{"tcp", "/", closed.addr, false, "connect: connection refused"},
+	} {
+		cfg := &Config{Check: CheckConfig{Type: tt.typ, Path: tt.path, Timeout: 200 * time.Millisecond}}
+		got, msg := b.probe(context.Background(), cfg, &backend{name: "t", addr: tt.addr})
+		if got != tt.ok || !strings.Contains(msg, tt.msg) {
+			t.Errorf("%s check of %s%s: %v %q, want %v %q", tt.typ, tt.addr, tt.path, got, msg, tt.ok, tt.msg)
+		}
 	}
 }
