@@ -57,7 +57,8 @@ func (l *local) dirRoot(dir string) (*os.Root, error) {
 		return nil, err
 	}
 	if l.dirs == nil || len(l.dirs) >= maxOpenDirs {
-		l.closeDirs()
+		// Forget them all without closing: a file being created or
+		// renamed may still use one; the garbage collector closes them.
 		l.dirs = map[string]*os.Root{}
 	}
 	l.dirs[dir] = r

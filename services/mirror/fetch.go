@@ -232,11 +232,29 @@ func (s *syncer) finish(x *xfer) {
 		if it, ok := s.r.remote[x.path]; ok && it.Kind == wire.KindFile {
 			s.needFile(it, x.dirtyGen)
 		} else if !ok {
+			if x.readied {
+				s.unready(x) // deleted on the primary while it was on its way
+			}
 			if removed, _ := s.l.remove(x.path); removed {
 				s.r.st.deleted.Add(1)
 			}
 		}
 	}
+}
+
+// unready drops a file received but not renamed into place yet.
+func (s *syncer) unready(x *xfer) {
+	for i, r := range s.ready {
+		if r == x {
+			s.ready = append(s.ready[:i], s.ready[i+1:]...)
+			s.readyBytes -= int64(x.head.Size)
+			break
+		}
+	}
+	delete(s.readyMap, x.path)
+	x.in.abort(0)
+	x.readied = false
+	s.pending[x.gen]--
 }
 
 // localItem describes the local copy of rel, counting a file received
@@ -272,6 +290,13 @@ func (s *syncer) commitReady() {
 	for _, x := range s.ready {
 		if err := x.in.commit(); err != nil {
 			s.noteErr(err)
+			if it, ok := s.r.remote[x.path]; ok && it.Kind == wire.KindFile && s.retries[x.path] < maxRetries {
+				s.retries[x.path]++
+				s.pending[x.gen]++ // moved to the retry by needFile
+				delete(s.readyMap, x.path)
+				s.needFile(it, x.gen)
+				s.pending[x.gen]--
+			}
 		} else {
 			s.r.st.filesReceived.Add(1)
 			if x.partial {

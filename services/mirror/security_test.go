@@ -265,3 +265,43 @@ func TestEmptyPrimaryDeletesNothing(t *testing.T) {
 		t.Error("the replica was wiped")
 	}
 }
+
+// TestDeletedWhileInFlight: a file the primary deletes while its content
+// is on the way does not come back on the replica.
+func TestDeletedWhileInFlight(t *testing.T) {
+	repl := t.TempDir()
+	done := make(chan struct{})
+	addr := fakePrimary(t, "web01", func(t *testing.T, fw *frameWriter, r *wire.Reader) {
+		data := []byte("short-lived")
+		fw.write(wire.Batch{Gen: 1, Flags: wire.FlagReset | wire.FlagFinal, Items: []wire.Item{
+			{Kind: wire.KindFile, Path: "f.txt", Mode: 0o644, MtimeNs: 1e18, Size: uint64(len(data))},
+			{Kind: wire.KindFile, Path: "g.txt", Mode: 0o644, MtimeNs: 1e18, Size: 1}}})
+		req, _ := readRequest(t, fw, r)
+		req2, _ := readRequest(t, fw, r)
+		fw.write(wire.Batch{Gen: 2, Flags: wire.FlagFinal, Items: []wire.Item{{Kind: wire.KindDelete, Path: req.Path}}})
+		for _, q := range []wire.Request{req, req2} {
+			d := data
+			if q.Path == "g.txt" {
+				d = []byte("g")
+			}
+			fw.write(wire.FileHead{ID: q.ID, Mode: 0o644, MtimeNs: 1e18, Size: uint64(len(d))})
+			fw.write(wire.Literal{ID: q.ID, Data: d})
+			fw.write(wire.FileEnd{ID: q.ID, Sum: sha256.Sum256(d)})
+		}
+		fw.flush()
+		close(done)
+	})
+	r := startReplica(t, "web02", repl, addr, Config{})
+	<-done
+	if !waitFor(5*time.Second, func() bool { st := r.svc.Status(); return st.Self != nil && st.Self.InSync }) {
+		t.Fatal("not in sync")
+	}
+	_, errF := os.Stat(filepath.Join(repl, "f.txt"))
+	_, errG := os.Stat(filepath.Join(repl, "g.txt"))
+	if errF == nil {
+		t.Error("f.txt came back after its deletion")
+	}
+	if errG != nil {
+		t.Error("g.txt missing")
+	}
+}
