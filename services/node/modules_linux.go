@@ -27,7 +27,8 @@ const (
 	newRoot = "/newroot"
 )
 
-// File system magic numbers of an initramfs (statfs(2) f_type).
+// File system magic numbers of an initramfs (statfs(2) f_type): ramfs
+// when the command line has root=, as ours does, else tmpfs.
 const (
 	ramfsMagic = 0x858458f6
 	tmpfsMagic = 0x01021994
@@ -44,7 +45,10 @@ func inInitramfs() bool {
 	if err := unix.Statfs("/", &st); err != nil {
 		return false
 	}
-	return int64(st.Type) == ramfsMagic || int64(st.Type) == tmpfsMagic
+	// f_type is 32 bits wide on 32-bit ARM, where ramfs's magic is
+	// negative as a signed number.
+	t := uint32(st.Type)
+	return t == ramfsMagic || t == tmpfsMagic
 }
 
 // loadModulesStep is the boot step that loads the initramfs's modules; it
