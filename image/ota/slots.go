@@ -5,6 +5,14 @@ import (
 	"strings"
 )
 
+// ConfigTxtName is the firmware's configuration file on the boot
+// partition; TryBootName is the one it reads once after a "0 tryboot"
+// reboot.
+const (
+	ConfigTxtName = "config.txt"
+	TryBootName   = "tryboot.txt"
+)
+
 // Slots are "a" and "b". The image package has the same numbering; this
 // package repeats it so that the init need not link the image writers.
 

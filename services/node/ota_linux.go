@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/services/admin"
@@ -38,7 +39,10 @@ func (b *boot) otaStep() error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	o.testUnhealthy = isTestUnhealthy(rel.Version)
+	if o.testUnhealthy = isTestUnhealthy(rel.Version); o.testUnhealthy {
+		// The rollback test need not wait the full deadline.
+		o.health.Deadline = 20 * time.Second
+	}
 	pem, err := os.ReadFile(otaPublicKey)
 	if errors.Is(err, fs.ErrNotExist) {
 		return errors.Join(append(errs, fmt.Errorf("updates disabled: the image has no %s", otaPublicKey))...)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/piimage/piimage/boards"
 	"github.com/piimage/piimage/image"
+	imgota "github.com/piimage/piimage/image/ota"
+	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/overlays"
 	"github.com/piimage/piimage/rootfs"
 )
@@ -36,6 +38,7 @@ type buildFlags struct {
 	src     string
 	modTime string
 	verbose bool
+	key     string
 }
 
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +56,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
 	fs.StringVar(&f.modTime, "time", "", "timestamp for every file, RFC 3339 (default: $SOURCE_DATE_EPOCH, else the source tree's last commit)")
 	fs.BoolVar(&f.verbose, "v", false, "print how long each stage took")
+	fs.StringVar(&f.key, "key", "", "update signing key (default: .keys/ota.key in the source tree, created on first build); its folder holds the cluster's admin credential")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +88,10 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	keys, err := buildKeys(f.key, src, stdout)
+	if err != nil {
+		return err
+	}
 	work, err := os.MkdirTemp("", "piimage-build-")
 	if err != nil {
 		return fmt.Errorf("creating work folder: %w", err)
@@ -94,7 +102,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if out == "" {
 			out = filepath.Join(f.outDir, sel.node.Hostname+".img")
 		}
-		if err := buildOne(ctx, stdout, src, work, sel, f, version, modTime, out); err != nil {
+		if err := buildOne(ctx, stdout, src, work, sel, f, version, modTime, out, keys); err != nil {
 			return err
 		}
 	}
@@ -148,7 +156,7 @@ func selectNodes(f buildFlags) ([]selected, error) {
 	return out, nil
 }
 
-func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selected, f buildFlags, version string, modTime time.Time, out string) error {
+func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selected, f buildFlags, version string, modTime time.Time, out string, keys *clusterKeys) error {
 	start := time.Now()
 	boardName := f.board
 	if boardName == "" {
@@ -173,6 +181,8 @@ func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selec
 		ModTime:      modTime,
 		SiteDir:      f.site,
 		WorkDir:      work,
+		OTAPublicKey: keys.pubPEM,
+		AdminFiles:   keys.cred.NodeFiles(),
 	})
 	if err != nil {
 		return fmt.Errorf("building %s: %w", sel.node.Hostname, err)
@@ -181,13 +191,16 @@ func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selec
 	if err != nil {
 		return fmt.Errorf("building %s: %w", sel.node.Hostname, err)
 	}
+	if _, err := otaimage.Sign(out, keys.priv, modTime); err != nil {
+		return fmt.Errorf("building %s: %w", sel.node.Hostname, err)
+	}
 	if f.verbose {
 		for _, st := range res.Stages {
 			fmt.Fprintf(stdout, "  %-24s %6.2fs\n", st.Name, st.Took.Seconds())
 		}
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d MiB image, root %.1f MB (init %.1f MB), version %s, in %.1fs\n",
-		res.Path, res.Size>>20, float64(res.RootUsed)/1e6, float64(rel.InitSize)/1e6, rel.Version, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "wrote %s: %d MiB image, root %.1f MB (init %.1f MB), version %s, signed by key %s, in %.1fs\n",
+		res.Path, res.Size>>20, float64(res.RootUsed)/1e6, float64(rel.InitSize)/1e6, rel.Version, imgota.KeyID(keys.pub()), time.Since(start).Seconds())
 	return nil
 }
 

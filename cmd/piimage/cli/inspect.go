@@ -12,6 +12,7 @@ import (
 
 	"github.com/piimage/piimage/image"
 	"github.com/piimage/piimage/image/fat32"
+	"github.com/piimage/piimage/image/ota/otaimage"
 )
 
 func inspectCommand() command {
@@ -71,6 +72,7 @@ func inspect(w io.Writer, r io.ReaderAt, size int64, name string) error {
 	cfg, _ := fs.ReadFile(bfs, "config.txt")
 	active := strings.TrimSuffix(configValue(string(cfg), "os_prefix"), "/")
 	fmt.Fprintf(w, "\nslots (config.txt os_prefix=%s/):\n", active)
+	img, _ := otaimage.Open(r)
 	for _, slot := range []string{"a", "b"} {
 		dir := image.SlotDir(slot)
 		mark := " "
@@ -92,7 +94,9 @@ func inspect(w io.Writer, r io.ReaderAt, size int64, name string) error {
 		if cl, err := fs.ReadFile(bfs, dir+"/cmdline.txt"); err == nil {
 			fmt.Fprintf(w, "     cmdline  %s\n", strings.TrimSpace(string(cl)))
 		}
+		describeSlotSignature(w, bfs, img, slot)
 	}
+	describeOTAState(w, bfs)
 	overlay, err := fs.ReadFile(bfs, "node.yaml")
 	if err != nil {
 		fmt.Fprintf(w, "\noverlay: none on the boot partition (%v)\n", err)

@@ -23,6 +23,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		buildCommand(),
+		keygenCommand(),
+		signCommand(),
+		updateCommand(),
 		flashCommand(),
 		inspectCommand(),
 		validateCommand(),
