@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/image/flash"
+	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/ota"
