@@ -29,6 +29,9 @@ type Dashboard struct {
 	// Nodes are the admin base URLs of the other nodes, such as
 	// "http://192.168.1.10:9000".
 	Nodes []string
+	// Names names nodes of Nodes by URL until they first answer; a node
+	// that answered once keeps its hostname while it does not answer.
+	Names map[string]string
 	// VIPs are the floating addresses whose holder the view names.
 	VIPs []netip.Prefix
 	// Expected returns the services a node of role runs, to show the ones
@@ -49,9 +52,13 @@ type Dashboard struct {
 
 	mu    sync.Mutex
 	prev  map[string]sample // request counters by node, for rates
+	seen  map[string]known  // nodes by URL, from earlier answers
 	cache *ClusterView
 	at    time.Time
 }
+
+// known is what an earlier answer told about a node.
+type known struct{ name, role string }
 
 // sample is one reading of a node's request counter.
 type sample struct {
@@ -176,7 +183,8 @@ func (d *Dashboard) View(ctx context.Context) ClusterView {
 
 // ask reads one node's /status and its extras.
 func (d *Dashboard) ask(ctx context.Context, base string) NodeView {
-	n := NodeView{URL: base, Name: hostOf(base), Addresses: []Address{}, Services: []ServiceView{}}
+	n := NodeView{URL: base, Addresses: []Address{}, Services: []ServiceView{}}
+	n.Name, n.Role = d.nameOf(base)
 	timeout := d.Timeout
 	if timeout <= 0 {
 		timeout = 800 * time.Millisecond
@@ -191,10 +199,30 @@ func (d *Dashboard) ask(ctx context.Context, base string) NodeView {
 		return n
 	}
 	fillNode(&n, st, raw)
+	d.mu.Lock()
+	if d.seen == nil {
+		d.seen = map[string]known{}
+	}
+	d.seen[base] = known{n.Name, n.Role}
+	d.mu.Unlock()
 	if d.Extra != nil {
 		d.Extra(ctx, &n)
 	}
 	return n
+}
+
+// nameOf names the node at base, and its role when known, while it does
+// not answer.
+func (d *Dashboard) nameOf(base string) (name, role string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if k, ok := d.seen[base]; ok {
+		return k.name, k.role
+	}
+	if name := d.Names[base]; name != "" {
+		return name, ""
+	}
+	return hostOf(base), ""
 }
 
 func (d *Dashboard) fetch(ctx context.Context, url string) (Status, []byte, error) {

@@ -154,6 +154,17 @@ func TestDashboardView(t *testing.T) {
 	if r := v3.Nodes[0].RequestRate; r == nil || *r != 200 {
 		t.Errorf("rate = %v, want 200 req/s (400 requests in 2s)", r)
 	}
+
+	// A node that answered once keeps its name and role when it stops.
+	backup.Close()
+	now = now.Add(time.Second)
+	v4 := d.View(context.Background())
+	if n := v4.Nodes[1]; n.Name != "lbbackup" || n.Role != "lbbackup" || n.Reachable {
+		t.Errorf("stopped backup = %s %s reachable %v, want lbbackup lbbackup false", n.Name, n.Role, n.Reachable)
+	}
+	if len(v4.VIPs[0].Holders) != 0 {
+		t.Errorf("VIP holders after the backup stopped: %v", v4.VIPs[0].Holders)
+	}
 }
 
 func TestDashboardSplitBrainAndNoHolder(t *testing.T) {
@@ -229,5 +240,20 @@ func TestNodeDashboard(t *testing.T) {
 	code, body := get(t, lbSrv.Handler(), "GET", "/dashboard.json", "127.0.0.1:1")
 	if code != 200 || !strings.Contains(body, `"name": "lb"`) {
 		t.Errorf("load balancer GET /dashboard.json = %d %s", code, body)
+	}
+}
+
+// TestDashboardOverPlainHTTP: on a card, plain HTTP from other hosts
+// serves only read-only routes; the dashboard is one of them on load
+// balancers.
+func TestDashboardOverPlainHTTP(t *testing.T) {
+	h := testServer(&fakeServices{}).PlainHandler()
+	for _, target := range []string{"/dashboard", "/dashboard.json"} {
+		if code, body := get(t, h, "GET", target, "192.168.1.50:4000"); code != 200 {
+			t.Errorf("GET %s from another host: %d %s", target, code, body)
+		}
+	}
+	if code, _ := get(t, h, "POST", "/dashboard", "192.168.1.50:4000"); code == 200 {
+		t.Error("POST /dashboard answered 200")
 	}
 }

@@ -16,7 +16,8 @@ import (
 // TLS handshake record (0x16) gets the authenticated API, any other gets
 // plain HTTP. Plain HTTP answers the node itself (loopback) in full, as
 // before authentication existed, and everyone else only GET /status and
-// GET /health: the read-only facts a dashboard or a load balancer polls.
+// GET /health: the read-only facts a dashboard or a load balancer polls
+// (and, on load balancers, GET /dashboard, which gathers them).
 
 // tlsHandshake is the first byte of a TLS record carrying a handshake.
 const tlsHandshake = 0x16
@@ -28,6 +29,7 @@ func (s *Server) PlainHandler() http.Handler {
 	public := http.NewServeMux()
 	public.HandleFunc("GET /status", s.serveStatus)
 	public.HandleFunc("GET /health", s.serveHealth)
+	s.mountDashboard(public) // read-only: the /status of the nodes, gathered
 	public.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "over plain HTTP only GET /status and GET /health; use HTTPS with the cluster's token (piimage update, piimage rollout)", http.StatusForbidden)
 	})
