@@ -5,6 +5,7 @@ import (
 	"net"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,33 +36,74 @@ func (c countingConn) Write(p []byte) (int, error) {
 // peers are found by the heartbeat's read deadlines instead.
 const writeTimeout = 2 * time.Minute
 
-// frameWriter writes frames through a buffer.
+// frameWriter writes frames through a buffer. It is safe for concurrent
+// use: a heartbeat may go out between the frames of a file.
 type frameWriter struct {
+	mu      sync.Mutex
 	conn    net.Conn
 	w       *bufio.Writer
 	scratch []byte
 	timeout time.Duration
+	flushed time.Time // last time the buffer went out
+	seq     uint64
 }
 
 func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), timeout: timeout}
+	return &frameWriter{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), timeout: timeout, flushed: time.Now()}
 }
 
 func (f *frameWriter) write(m wire.Msg) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.scratch = wire.Append(f.scratch[:0], m)
 	if f.w.Available() < len(f.scratch) {
 		f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+		f.flushed = time.Now()
 	}
 	_, err := f.w.Write(f.scratch)
 	return err
 }
 
 func (f *frameWriter) flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.flushLocked()
+}
+
+func (f *frameWriter) flushLocked() error {
+	f.flushed = time.Now()
 	if f.w.Buffered() == 0 {
 		return nil
 	}
 	f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
 	return f.w.Flush()
+}
+
+// heartbeat sends a Ping when nothing went out for interval, until done
+// is closed or a write fails.
+func (f *frameWriter) heartbeat(interval time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		var err error
+		if time.Since(f.flushed) >= interval/2 {
+			f.seq++
+			f.scratch = wire.Append(f.scratch[:0], wire.Ping{Seq: f.seq})
+			if _, err = f.w.Write(f.scratch); err == nil {
+				err = f.flushLocked()
+			}
+		}
+		f.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
 }
 
 // skipCompress lists name endings whose content is compressed already.

@@ -79,7 +79,10 @@ func TestRenameSendsLittle(t *testing.T) {
 	} else {
 		t.Logf("renaming 8 MB sent %d bytes", n)
 	}
-	if _, err := os.Stat(filepath.Join(repl, stashDir)); err == nil {
+	if !waitFor(5*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(repl, stashDir))
+		return err != nil
+	}) {
 		t.Error("the stash was left behind")
 	}
 }

@@ -80,13 +80,12 @@ func (pc *peer) queueBatches(bs []wire.Batch) {
 	pc.poke()
 }
 
-// writeLoop sends batches (first) and answers requests, in order, and a
-// ping when the connection has been idle for a heartbeat.
+// writeLoop sends batches (first) and answers requests, in order. The
+// heartbeat runs beside it (frameWriter.heartbeat).
 func (pc *peer) writeLoop(ctx context.Context) error {
-	hb := time.NewTicker(pc.p.cfg.Heartbeat)
-	defer hb.Stop()
-	var seq uint64
-	wrote := true
+	done := make(chan struct{})
+	defer close(done)
+	go pc.fw.heartbeat(pc.p.cfg.Heartbeat, done)
 	for {
 		pc.mu.Lock()
 		closed := pc.closed
@@ -112,7 +111,6 @@ func (pc *peer) writeLoop(ctx context.Context) error {
 			}
 		}
 		if len(batches) > 0 || req != nil {
-			wrote = true
 			continue
 		}
 		if err := pc.fw.flush(); err != nil {
@@ -122,14 +120,6 @@ func (pc *peer) writeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-pc.wake:
-		case <-hb.C:
-			if !wrote {
-				seq++
-				if err := pc.fw.write(wire.Ping{Seq: seq}); err != nil {
-					return err
-				}
-			}
-			wrote = false
 		}
 	}
 }

@@ -240,12 +240,11 @@ func (r *replica) readLoop(ctx context.Context, tc net.Conn, rd *wire.Reader, ms
 	}
 }
 
-// writeLoop sends what the syncer queues, and pings when idle.
+// writeLoop sends what the syncer queues; the heartbeat runs beside it.
 func (r *replica) writeLoop(ctx context.Context, fw *frameWriter, out <-chan wire.Msg) error {
-	hb := time.NewTicker(r.cfg.Heartbeat)
-	defer hb.Stop()
-	var seq uint64
-	wrote := false
+	done := make(chan struct{})
+	defer close(done)
+	go fw.heartbeat(r.cfg.Heartbeat, done)
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,18 +266,6 @@ func (r *replica) writeLoop(ctx context.Context, fw *frameWriter, out <-chan wir
 			if err := fw.flush(); err != nil {
 				return err
 			}
-			wrote = true
-		case <-hb.C:
-			if !wrote {
-				seq++
-				if err := fw.write(wire.Ping{Seq: seq}); err != nil {
-					return err
-				}
-				if err := fw.flush(); err != nil {
-					return err
-				}
-			}
-			wrote = false
 		}
 	}
 }

@@ -219,7 +219,7 @@ func TestAuth(t *testing.T) {
 		t.Error("a replica with another secret got through")
 	}
 	r.stop(t)
-	if p.svc.Status().Counters.AuthFailures == 0 {
+	if !waitFor(5*time.Second, func() bool { return p.svc.Status().Counters.AuthFailures > 0 }) {
 		t.Error("the primary did not count the failed handshake")
 	}
 

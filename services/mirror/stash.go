@@ -5,6 +5,7 @@ package mirror
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/piimage/piimage/services/mirror/wire"
 )
@@ -40,6 +41,9 @@ func (s *syncer) discard(rel string) (bool, error) {
 	}
 	return s.l.remove(rel)
 }
+
+// stashGrace is how long the stash is kept once the replica is idle.
+const stashGrace = 2 * time.Second
 
 // maxStash bounds the files stashed between two idle moments.
 const maxStash = 100000

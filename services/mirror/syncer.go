@@ -51,8 +51,9 @@ type syncer struct {
 	// Files deleted while changes are applied wait in the stash: a file
 	// that reappears under another name (a rename, a moved folder) uses
 	// its old content as the basis of its transfer.
-	stash  map[stashKey]string
-	stashN int
+	stash     map[stashKey]string
+	stashN    int
+	idleSince time.Time // idle with a stash since
 
 	// Files received whole, waiting to be renamed into place together
 	// after one syncfs.
@@ -461,8 +462,16 @@ func (s *syncer) settle() {
 		}
 		s.send(wire.Ack{Gen: target})
 	}
-	if s.idle() && s.stashN > 0 {
+	// The stash outlives the batch: the two halves of a rename may come
+	// in two batches.
+	switch {
+	case !s.idle() || s.stashN == 0:
+		s.idleSince = time.Time{}
+	case s.idleSince.IsZero():
+		s.idleSince = time.Now()
+	case time.Since(s.idleSince) >= stashGrace:
 		s.dropStash()
+		s.idleSince = time.Time{}
 	}
 	if s.idle() && len(s.touched) > 0 {
 		for d := range s.touched {

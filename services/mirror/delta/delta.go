@@ -34,6 +34,10 @@ const (
 // LiteralChunk bounds the data of one Literal that Diff emits.
 const LiteralChunk = 128 << 10
 
+// maxCopyRun bounds the bytes one Copy stands for, so that a long match
+// still emits something now and then (the sender's heartbeat rides on it).
+const maxCopyRun = 4 << 20
+
 // BlockSize returns the block size for a basis of n bytes.
 func BlockSize(n int64) int {
 	if n <= MinBlockSize*MinBlockSize {
@@ -272,7 +276,7 @@ func (d *differ) literal(p []byte) error {
 
 func (d *differ) copyBlock(i int, n int) error {
 	d.res.Matched += int64(n)
-	if d.copyCount > 0 && d.copyStart+d.copyCount == uint64(i) {
+	if d.copyCount > 0 && d.copyStart+d.copyCount == uint64(i) && (d.copyCount+1)*uint64(d.bs) <= maxCopyRun {
 		d.copyCount++
 		return nil
 	}
