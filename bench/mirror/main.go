@@ -1,17 +1,23 @@
 // Command mirror benchmarks the web-root mirror (services/mirror) against
 // rsync, side by side in one run on loopback: the rsync daemon (Debian's
 // rsync, started here with its config and pid file in a temp folder, on a
-// high port, stopped by PID) pulled with the seed's flags, and our primary
-// and replica. Both go through the same byte-counting TCP proxy, so "wire"
-// is TCP payload in both directions (TLS included for ours).
+// free loopback port, stopped by its PID) pulled with the seed's flags
+// (-azq --delete and its excludes), and our primary and replica. Both go
+// through the same byte-counting TCP proxy, so "wire" is TCP payload in
+// both directions (TLS included for ours); "cpu" is user and system time
+// of both ends. Every run starts after a sync(2), with no dirty pages of
+// the one before.
 //
-//	go run ./bench/mirror [-files 2000] [-mb 150]
+//	go run ./bench/mirror [-files 2000] [-mb 150] [-rounds 3] [-full-only]
 //
-// Phases: full copy into an empty folder; re-sync with no change; 1% of the
-// files changed (8 appended, 8 rewritten, 4 deleted); then ours only: time
-// from a write on the primary until the replica has the new content, and a
-// burst of 1,000 changed files. It never fails the build: what cannot run
-// is reported.
+// Phases: full copy into an empty folder (rounds alternate between rsync
+// and ours, with and without fsync on each side; best and median
+// reported); re-sync with no change; 1% of the files changed (8 appended,
+// 8 rewritten, 4 deleted) against a replica started cold (rsync's cron
+// run) and against a live replica (ours; rsync's figure is its next run);
+// the time from a write on the primary until the replica has the new
+// content; a burst of 1,000 changed files. It never fails the build: what
+// cannot run is reported.
 package main
 
 import (
