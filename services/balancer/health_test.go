@@ -163,8 +163,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hung.Close() // accepts (kernel backlog) but never answers
-	closed := newTestBackend(t, "closed")
-	closed.crash()
+	closed := deadBackend(t, "closed")
 	b, err := NewFromConfig(Config{Addr: ":0", Backends: []BackendConfig{{Name: "x", Address: "h:1"}}}, nil)
 	if err != nil {
 		t.Fatal(err)

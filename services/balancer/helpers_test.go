@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -284,4 +285,29 @@ func rawExchange(t *testing.T, addr, req string) string {
 		}
 	}
 	return sb.String()
+}
+
+// refusingAddr returns a loopback address that refuses connections and
+// that no other process can take while the test runs: a TCP socket bound
+// to it but not listening.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// deadBackend is a testBackend whose address refuses connections.
+func deadBackend(t *testing.T, name string) *testBackend {
+	return &testBackend{t: t, name: name, addr: refusingAddr(t)}
 }

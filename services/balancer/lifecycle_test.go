@@ -144,22 +144,24 @@ func TestCrashAndRestore(t *testing.T) {
 func TestHungBackendUnderLoad(t *testing.T) {
 	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
 	const workers = 4
+	// Timeouts leave room for a busy machine: a healthy answer must never
+	// take longer than the server timeout.
 	bal, url := startBalancer(t, Config{
 		// b is the control: unchecked, so that a slow machine cannot take
 		// it down too.
 		Backends:      []BackendConfig{{Name: "a", Address: a.addr}, {Name: "b", Address: b.addr, NoCheck: true}},
-		Check:         CheckConfig{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 2, Rise: 2},
-		ServerTimeout: 200 * time.Millisecond,
+		Check:         CheckConfig{Interval: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, Fall: 2, Rise: 2},
+		ServerTimeout: time.Second,
 		ErrorLimit:    2,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	l := startLoad(ctx, url, workers, 50000)
 	time.Sleep(200 * time.Millisecond)
 	a.hang.Store(true)
 	abe := bal.pool.Load().byName["a"]
 	waitFor(t, 2*time.Second, "a hung backend to be marked down", func() bool { return !abe.usable.Load() })
-	time.Sleep(300 * time.Millisecond) // requests already on it time out
+	time.Sleep(1200 * time.Millisecond) // requests already on it time out
 	failed := l.failed.Load()
 	a.hang.Store(false)
 	waitFor(t, 2*time.Second, "a to come back", func() bool { return abe.usable.Load() })
@@ -171,7 +173,7 @@ func TestHungBackendUnderLoad(t *testing.T) {
 	if l.failed.Load() != failed {
 		t.Errorf("requests failed after the backend recovered: %v", l.errs)
 	}
-	t.Logf("hang: %d requests failed (504 after 200 ms), %d ok", failed, l.ok.Load())
+	t.Logf("hang: %d requests failed (504 after 1 s), %d ok", failed, l.ok.Load())
 }
 
 func TestStatsPage(t *testing.T) {

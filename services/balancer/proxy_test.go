@@ -65,8 +65,7 @@ func TestProxyForwards(t *testing.T) {
 // retry, never a failed request, and the passive check takes it out.
 func TestRetryOnConnectFailure(t *testing.T) {
 	a := newTestBackend(t, "a")
-	dead := newTestBackend(t, "dead")
-	dead.crash()
+	dead := deadBackend(t, "dead")
 	bal, url := startBalancer(t, Config{Backends: backendConfigs(a, dead), ErrorLimit: 3, Check: CheckConfig{Interval: time.Hour}})
 	c := &http.Client{}
 	for i := range 20 {
@@ -84,8 +83,7 @@ func TestRetryOnConnectFailure(t *testing.T) {
 }
 
 func TestAllDown503(t *testing.T) {
-	dead := newTestBackend(t, "dead")
-	dead.crash()
+	dead := deadBackend(t, "dead")
 	bal, url := startBalancer(t, Config{Backends: backendConfigs(dead), ErrorLimit: 1, Check: CheckConfig{Interval: time.Hour}})
 	c := &http.Client{}
 	for range 3 {

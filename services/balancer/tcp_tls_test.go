@@ -97,9 +97,7 @@ func tcpRoundTrip(t *testing.T, addr, msg string) string {
 
 func TestTCPMode(t *testing.T) {
 	a, b := newTCPBackend(t, "a", false), newTCPBackend(t, "b", false)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	bal, _ := startBalancer(t, Config{Mode: ModeTCP, Backends: []BackendConfig{
 		{Name: "a", Address: a.addr()}, {Name: "dead", Address: deadAddr}, {Name: "b", Address: b.addr()},
 	}, Check: CheckConfig{Interval: time.Hour}})
@@ -298,8 +296,7 @@ func TestHTTP2Path(t *testing.T) {
 	dir := t.TempDir()
 	fa, ca := writeCert(t, dir, "a.example")
 	a := newTestBackend(t, "a")
-	dead := newTestBackend(t, "dead")
-	dead.crash()
+	dead := deadBackend(t, "dead")
 	bal, _ := startBalancer(t, Config{
 		Backends: []BackendConfig{{Name: "dead", Address: dead.addr}, {Name: "a", Address: a.addr}},
 		Cookie:   &CookieConfig{},
