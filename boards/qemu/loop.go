@@ -22,6 +22,10 @@ import (
 // way the firmware would: from tryboot.txt once after a "0 tryboot"
 // reboot, else from config.txt.
 //
+// The guest cannot restart the emulated board itself (its restart handler
+// is the watchdog, off under QEMU), so the Loop ends QEMU when the kernel
+// prints that it restarts or panics.
+//
 // The card is a raw copy of the image in the work folder. Each boot runs
 // on a fresh qcow2 overlay over it (Start's usual setup); when the guest
 // has rebooted, the overlay is committed into the card (qemu-img commit),
@@ -174,16 +178,19 @@ func (l *Loop) boot(ctx context.Context, n int, tryboot bool) (*VM, error) {
 	return vm, nil
 }
 
-// run restarts the guest after each reboot.
+// run restarts the guest after each reboot. The Pi's restart goes
+// through its watchdog, which the QEMU boot disables (DESIGN.md), so a
+// guest reboot halts instead of ending QEMU: the loop watches the console
+// and ends QEMU itself once the kernel says it restarts (the guest has
+// synced and unmounted by then) or panicked.
 func (l *Loop) run(ctx context.Context, vm *VM) {
 	defer close(l.done)
 	for n := 1; ; n++ {
-		<-vm.Done()
+		rec := l.boots[len(l.boots)-1]
+		end, restart, tryboot := l.watch(vm, rec.Start)
 		l.mu.Lock()
 		stopping := l.stopping
 		l.mu.Unlock()
-		rec := l.boots[len(l.boots)-1]
-		end, restart, tryboot := rebootKind(l.console.String()[rec.Start:])
 		if stopping || ctx.Err() != nil {
 			end, restart = "stopped", false
 		}
@@ -211,6 +218,27 @@ func (l *Loop) run(ctx context.Context, vm *VM) {
 			return
 		}
 		vm = next
+	}
+}
+
+// watch waits until vm ends, or its console (from offset start) shows a
+// restart or a panic, then ends it and says how the boot ended.
+func (l *Loop) watch(vm *VM, start int) (end string, restart, tryboot bool) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-vm.Done():
+			return rebootKind(l.console.String()[start:])
+		case <-tick.C:
+		}
+		if end, restart, tryboot := rebootKind(l.console.String()[start:]); restart {
+			// Let the kernel print its last lines, then end QEMU (SIGTERM:
+			// it flushes the disk).
+			time.Sleep(500 * time.Millisecond)
+			vm.Stop()
+			return end, restart, tryboot
+		}
 	}
 }
 

@@ -72,57 +72,86 @@ type Device interface {
 type OpenDevice func(slot string) (Device, error)
 
 // OSDir is a Dir on a folder of the local file system (the mounted boot
-// partition, /boot). Every name stays inside the folder.
+// partition, /boot). Every name stays inside the folder. It holds no open
+// file between calls, so the folder can be unmounted at shutdown.
 type OSDir struct {
-	root *os.Root
+	path string
 }
 
-// NewOSDir opens the folder dir.
+// NewOSDir returns the Dir of folder dir, which must exist.
 func NewOSDir(dir string) (*OSDir, error) {
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &OSDir{root: r}, nil
+	r.Close()
+	return &OSDir{path: dir}, nil
 }
 
-// Close releases the folder.
-func (d *OSDir) Close() error { return d.root.Close() }
+// Close does nothing; OSDir keeps nothing open.
+func (d *OSDir) Close() error { return nil }
+
+// with runs f on the folder opened as an os.Root.
+func (d *OSDir) with(f func(r *os.Root) error) error {
+	r, err := os.OpenRoot(d.path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return f(r)
+}
 
 // ReadFile reads a file.
-func (d *OSDir) ReadFile(name string) ([]byte, error) { return d.root.ReadFile(name) }
+func (d *OSDir) ReadFile(name string) (b []byte, err error) {
+	err = d.with(func(r *os.Root) error { b, err = r.ReadFile(name); return err })
+	return b, err
+}
 
 // Open opens a file for reading.
-func (d *OSDir) Open(name string) (io.ReadCloser, error) { return d.root.Open(name) }
+func (d *OSDir) Open(name string) (f io.ReadCloser, err error) {
+	err = d.with(func(r *os.Root) error { f, err = r.Open(name); return err })
+	return f, err
+}
 
 // Create creates or truncates a file.
-func (d *OSDir) Create(name string) (io.WriteCloser, error) {
-	return d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+func (d *OSDir) Create(name string) (f io.WriteCloser, err error) {
+	err = d.with(func(r *os.Root) error {
+		f, err = r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		return err
+	})
+	return f, err
 }
 
 // Rename renames a file, replacing to.
-func (d *OSDir) Rename(from, to string) error { return d.root.Rename(from, to) }
+func (d *OSDir) Rename(from, to string) error {
+	return d.with(func(r *os.Root) error { return r.Rename(from, to) })
+}
 
 // Remove removes a file or an empty folder.
-func (d *OSDir) Remove(name string) error { return d.root.Remove(name) }
+func (d *OSDir) Remove(name string) error {
+	return d.with(func(r *os.Root) error { return r.Remove(name) })
+}
 
 // MkdirAll creates a folder and its parents.
-func (d *OSDir) MkdirAll(name string) error { return d.root.MkdirAll(name, 0o755) }
+func (d *OSDir) MkdirAll(name string) error {
+	return d.with(func(r *os.Root) error { return r.MkdirAll(name, 0o755) })
+}
 
 // ReadDir lists a folder.
-func (d *OSDir) ReadDir(name string) ([]fs.DirEntry, error) {
-	return fs.ReadDir(d.root.FS(), name)
+func (d *OSDir) ReadDir(name string) (ents []fs.DirEntry, err error) {
+	err = d.with(func(r *os.Root) error { ents, err = fs.ReadDir(r.FS(), name); return err })
+	return ents, err
 }
 
 // Sync syncs the whole file system the folder is on.
 func (d *OSDir) Sync() error {
-	f, err := d.root.Open(".")
+	f, err := os.Open(d.path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	if err := syncFS(f); err != nil {
-		return &os.PathError{Op: "syncfs", Path: d.root.Name(), Err: err}
+		return &os.PathError{Op: "syncfs", Path: d.path, Err: err}
 	}
 	return nil
 }
