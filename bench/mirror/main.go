@@ -216,11 +216,11 @@ func run(nfiles, mb, latN, burstN int, keep, fsync bool) error {
 func ourLivePhases(rs *rsyncd, ours *ourMirror, srcR, srcO string, latN, burstN int, fsync bool, add func(string, result, result)) error {
 	// 1%: rsync's cron run against a replica started cold after the change.
 	if rs != nil {
-		if err := changeOnePercent(srcR, 1); err != nil {
+		if _, err := changeOnePercent(srcR, 1); err != nil {
 			return err
 		}
 	}
-	if err := changeOnePercent(srcO, 1); err != nil {
+	if _, err := changeOnePercent(srcO, 1); err != nil {
 		return err
 	}
 	var r1 result
@@ -241,7 +241,7 @@ func ourLivePhases(rs *rsyncd, ours *ourMirror, srcR, srcO string, latN, burstN 
 		r1 = must(rs.pull(rs.dst, "-azq"))
 	}
 	c0 := ours.prim.Status().Counters
-	live, err := ours.live(func() error { return changeOnePercent(srcO, 2) }, "")
+	live, err := ours.live(func() ([]string, error) { return changeOnePercent(srcO, 2) }, false)
 	if err != nil {
 		return err
 	}
@@ -262,7 +262,7 @@ func ourLivePhases(rs *rsyncd, ours *ourMirror, srcR, srcO string, latN, burstN 
 		rb = must(rs.pull(rs.dst, "-azq"))
 		rb.note = "one run after it"
 	}
-	b, err := ours.live(func() error { return burst(srcO, burstN, 5) }, "burst")
+	b, err := ours.live(func() ([]string, error) { return burst(srcO, burstN, 5) }, true)
 	if err != nil {
 		return err
 	}
@@ -365,7 +365,7 @@ func makeTree(dir string, n int, total int64) error {
 
 // changeOnePercent changes the tree as the issue measures it: 8 files
 // appended, 8 rewritten, 4 deleted; salt varies the files picked.
-func changeOnePercent(dir string, salt int) error {
+func changeOnePercent(dir string, salt int) ([]string, error) {
 	var all []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() && strings.Contains(p, "/d0") {
@@ -377,12 +377,16 @@ func changeOnePercent(dir string, salt int) error {
 	r := rand.New(rand.NewPCG(uint64(salt), 99))
 	r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	if len(all) < 20 {
-		return fmt.Errorf("tree too small")
+		return nil, fmt.Errorf("tree too small")
+	}
+	var changed []string
+	for _, p := range all[:20] {
+		changed = append(changed, p[len(dir):])
 	}
 	for _, p := range all[:8] {
 		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fmt.Fprintf(f, "\n<!-- appended %d: %s -->\n", salt, strings.Repeat("more text ", 400))
 		f.Close()
@@ -390,7 +394,7 @@ func changeOnePercent(dir string, salt int) error {
 	for _, p := range all[8:16] {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		data := make([]byte, fi.Size())
 		for i := range data {
@@ -402,13 +406,13 @@ func changeOnePercent(dir string, salt int) error {
 			}
 		}
 		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, p := range all[16:20] {
 		os.Remove(p)
 	}
-	return nil
+	return changed, nil
 }
 
 // proxy forwards TCP connections to target and counts their bytes.
@@ -587,18 +591,21 @@ func (r *rsyncd) pull(dst string, flags ...string) (result, error) {
 }
 
 // burst writes n small files under dir/burst.
-func burst(dir string, n, salt int) error {
+func burst(dir string, n, salt int) ([]string, error) {
 	b := filepath.Join(dir, "burst")
 	if err := os.MkdirAll(b, 0o755); err != nil {
-		return err
+		return nil, err
 	}
+	var changed []string
 	for i := range n {
+		name := fmt.Sprintf("/burst/f%04d.html", i)
 		data := fmt.Appendf(nil, "<p>burst %d file %d</p>\n%s", salt, i, strings.Repeat("x", 1000+i%3000))
-		if err := os.WriteFile(filepath.Join(b, fmt.Sprintf("f%04d.html", i)), data, 0o644); err != nil {
-			return err
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return nil, err
 		}
+		changed = append(changed, name)
 	}
-	return nil
+	return changed, nil
 }
 
 // ourMirror is our primary, serving src behind a counting proxy, and the
@@ -710,26 +717,50 @@ func (o *ourMirror) counters() mirror.Counters {
 	return o.repl.Status().Counters
 }
 
-// live makes a change on the primary and times from its end until the
-// replica's tree (or its folder sub) equals the primary's. The burst is
-// timed from its first write instead (see the burst row's note).
-func (o *ourMirror) live(change func() error, sub string) (result, error) {
+// live makes a change on the primary and times until the replica has
+// every changed path as the primary has it (checking those paths only;
+// the whole trees are compared afterwards). fromStart times from the
+// change's first write, else from its end.
+func (o *ourMirror) live(change func() ([]string, error), fromStart bool) (result, error) {
 	before := o.px.n.Load()
 	t := time.Now()
-	if err := change(); err != nil {
+	paths, err := change()
+	if err != nil {
 		return result{}, err
 	}
-	if sub == "" {
+	if !fromStart {
 		t = time.Now() // the change is written: from here the replica lags
 	}
-	a, b := filepath.Join(o.src, sub), filepath.Join(o.dst, sub)
-	if !waitUntil(60*time.Second, func() bool { return quickDiff(a, b) == "" }) {
-		return result{}, fmt.Errorf("did not converge: %s", quickDiff(a, b))
+	pending := append([]string{}, paths...)
+	if !waitUntil(60*time.Second, func() bool {
+		for len(pending) > 0 {
+			if fileState(filepath.Join(o.src, pending[0])) != fileState(filepath.Join(o.dst, pending[0])) {
+				return false
+			}
+			pending = pending[1:]
+		}
+		return true
+	}) {
+		return result{}, fmt.Errorf("did not converge: %s", pending[0])
 	}
 	d := time.Since(t)
 	waitUntil(5*time.Second, func() bool { return inSync(o.repl) })
 	time.Sleep(100 * time.Millisecond)
+	if diff := quickDiff(o.src, o.dst); diff != "" {
+		return result{}, fmt.Errorf("the trees differ after the change: %s", diff)
+	}
 	return result{dur: d, bytes: o.px.n.Load() - before}, nil
+}
+
+// fileState describes a file for comparison: size, mode, mtime and a hash
+// of the content; "" when it does not exist.
+func fileState(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return ""
+	}
+	b, _ := os.ReadFile(p)
+	return fmt.Sprintf("%d %v %d %s", fi.Size(), fi.Mode(), fi.ModTime().UnixNano(), fnv(b))
 }
 
 // latency writes files on the primary one at a time and polls the
@@ -797,6 +828,9 @@ func list(dir string) map[string]string {
 			return nil
 		}
 		if strings.HasPrefix(d.Name(), ".~mirror.") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		fi, err := d.Info()
