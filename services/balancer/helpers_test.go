@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // testBackend is a real HTTP server on loopback that can be crashed,
@@ -28,9 +31,45 @@ type testBackend struct {
 	hang  atomic.Bool  // never answer
 	last  atomic.Pointer[http.Request]
 
-	mu  sync.Mutex
-	srv *http.Server
-	ln  net.Listener
+	mu     sync.Mutex
+	srv    *http.Server
+	ln     net.Listener
+	holder int // a socket keeping the port ours while the backend is down
+}
+
+// reusePort lets a listener share its port with the holder socket.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// holdPort binds a socket that does not listen to addr, so that while the
+// backend is crashed its port refuses connections and no other process on
+// the machine can take it before the backend restarts.
+func holdPort(t *testing.T, addr string) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		t.Fatalf("holding %s: %v", addr, err)
+	}
+	return fd
 }
 
 func newTestBackend(t *testing.T, name string) *testBackend {
@@ -93,8 +132,9 @@ func (tb *testBackend) start() {
 	defer tb.mu.Unlock()
 	var ln net.Listener
 	var err error
+	lc := net.ListenConfig{Control: reusePort}
 	for i := 0; i < 50; i++ { // the old socket may linger a moment
-		if ln, err = net.Listen("tcp", tb.addr); err == nil {
+		if ln, err = lc.Listen(context.Background(), "tcp", tb.addr); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -104,6 +144,9 @@ func (tb *testBackend) start() {
 	}
 	tb.addr = ln.Addr().String()
 	tb.ln = ln
+	if tb.holder == 0 {
+		tb.holder = holdPort(tb.t, tb.addr)
+	}
 	tb.srv = &http.Server{Handler: tb, ErrorLog: nil}
 	go tb.srv.Serve(ln)
 }
