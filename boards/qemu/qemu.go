@@ -1,8 +1,9 @@
 // Package qemu boots a piimage SD-card image under QEMU's Raspberry Pi 3
-// emulation. QEMU cannot run the Pi's GPU firmware, so this package plays the
-// firmware's part: it reads config.txt (and tryboot.txt on a trial boot),
-// honours os_prefix, and passes the slot's kernel, device tree and
-// cmdline.txt to QEMU directly. The guest's network is QEMU's user network
+// (raspi3b) or Pi 2 (raspi2b) emulation. QEMU cannot run the Pi's GPU
+// firmware, so this package plays the firmware's part: it reads config.txt
+// (and tryboot.txt on a trial boot) for the model's section, honours
+// os_prefix, kernel=, device_tree= and initramfs, and passes the slot's
+// kernel, device tree, initramfs and cmdline.txt to QEMU directly. The guest's network is QEMU's user network
 // with restrict=on: it cannot reach any real network; only the port forwards
 // given here reach it, from 127.0.0.1.
 package qemu
@@ -50,6 +51,9 @@ type Config struct {
 	// MAC is the guest's Ethernet address (default b8:27:eb:00:00:01, a
 	// Raspberry Pi prefix).
 	MAC string
+	// Machine is the emulated model: "raspi3b" (the default) or "raspi2b";
+	// see MachineForBoard.
+	Machine string
 }
 
 // Binary is the QEMU executable for the Pi 3 machine.
@@ -66,13 +70,17 @@ type VM struct {
 // Start boots cfg.Image. The guest runs until Stop, until it powers off or
 // panics (-no-reboot), or until ctx is done.
 func Start(ctx context.Context, cfg Config) (*VM, error) {
-	if _, err := exec.LookPath(Binary); err != nil {
-		return nil, fmt.Errorf("booting under QEMU needs %s (Debian package qemu-system-arm): %w", Binary, err)
+	mach, err := MachineNamed(cfg.Machine)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(mach.Binary); err != nil {
+		return nil, fmt.Errorf("booting under QEMU needs %s (Debian package qemu-system-arm): %w", mach.Binary, err)
 	}
 	if cfg.MAC == "" {
 		cfg.MAC = "b8:27:eb:00:00:01"
 	}
-	boot, err := extractBoot(cfg)
+	boot, err := extractBoot(cfg, mach)
 	if err != nil {
 		return nil, err
 	}
@@ -95,22 +103,27 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	for _, f := range cfg.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
 	}
-	args := []string{
-		"-M", "raspi3b",
-		"-accel", "tcg,thread=single",
+	args := []string{"-M", mach.Name}
+	args = append(args, mach.Accel...)
+	args = append(args,
 		"-kernel", boot.kernel,
 		"-dtb", boot.dtb,
 		"-append", boot.cmdline,
-		"-drive", "file=" + overlay + ",if=sd,format=qcow2",
+	)
+	if boot.initrd != "" {
+		args = append(args, "-initrd", boot.initrd)
+	}
+	args = append(args,
+		"-drive", "file="+overlay+",if=sd,format=qcow2",
 		"-netdev", netdev,
-		"-device", "usb-net,netdev=n0,mac=" + cfg.MAC,
+		"-device", "usb-net,netdev=n0,mac="+cfg.MAC,
 		"-display", "none",
 		"-monitor", "none",
 		"-serial", "stdio",
 		"-no-reboot",
-	}
+	)
 	vm := &VM{console: &syncBuffer{}, done: make(chan struct{})}
-	vm.cmd = exec.CommandContext(ctx, Binary, args...)
+	vm.cmd = exec.CommandContext(ctx, mach.Binary, args...)
 	var w io.Writer = vm.console
 	if cfg.Console != nil {
 		w = io.MultiWriter(vm.console, cfg.Console)
@@ -119,7 +132,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	vm.cmd.Stdin = nil
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := vm.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", Binary, err)
+		return nil, fmt.Errorf("starting %s: %w", mach.Binary, err)
 	}
 	go func() {
 		vm.err = vm.cmd.Wait()
@@ -180,7 +193,7 @@ func FreePort() (int, error) {
 }
 
 type bootFiles struct {
-	kernel, dtb, cmdline string
+	kernel, dtb, initrd, cmdline string
 }
 
 // dtbName is the device tree QEMU's raspi3b boots with. The upstream
@@ -189,8 +202,9 @@ type bootFiles struct {
 const dtbName = "bcm2710-rpi-3-b.dtb"
 
 // extractBoot does the firmware's job: pick the slot from config.txt (or
-// tryboot.txt), and copy its kernel and device tree out of the FAT.
-func extractBoot(cfg Config) (*bootFiles, error) {
+// tryboot.txt), and copy its kernel, device tree and initramfs out of the
+// FAT.
+func extractBoot(cfg Config, mach Machine) (*bootFiles, error) {
 	f, err := os.Open(cfg.Image)
 	if err != nil {
 		return nil, err
@@ -218,21 +232,8 @@ func extractBoot(cfg Config) (*bootFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", cfgName, err)
 	}
-	prefix, kernelName := "", "kernel8.img"
-	for _, l := range strings.Split(string(cfgTxt), "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "[") && l != "[all]" && l != "[pi3]" {
-			break // sections for other models; our files put [all] last
-		}
-		if k, v, ok := strings.Cut(l, "="); ok {
-			switch k {
-			case "os_prefix":
-				prefix = v
-			case "kernel":
-				kernelName = v
-			}
-		}
-	}
+	bc := parseConfigTxt(string(cfgTxt), mach.Section)
+	prefix := bc.prefix
 	read := func(name string) ([]byte, error) {
 		b, err := fs.ReadFile(bfs, strings.TrimPrefix(prefix+name, "/"))
 		if err != nil {
@@ -240,13 +241,23 @@ func extractBoot(cfg Config) (*bootFiles, error) {
 		}
 		return b, nil
 	}
-	kernel, err := read(kernelName)
+	kernel, err := read(bc.kernel)
 	if err != nil {
 		return nil, err
 	}
-	dtb, err := read(dtbName)
+	dtbFile := bc.deviceTree
+	if dtbFile == "" {
+		dtbFile = mach.DefaultDTB
+	}
+	dtb, err := read(dtbFile)
 	if err != nil {
 		return nil, err
+	}
+	var initrd []byte
+	if bc.initramfs != "" {
+		if initrd, err = read(bc.initramfs); err != nil {
+			return nil, err
+		}
 	}
 	cmdline, err := read("cmdline.txt")
 	if err != nil {
@@ -254,18 +265,27 @@ func extractBoot(cfg Config) (*bootFiles, error) {
 	}
 	bf := &bootFiles{
 		kernel: filepath.Join(cfg.WorkDir, "kernel"),
-		dtb:    filepath.Join(cfg.WorkDir, dtbName),
-		// The downstream device tree puts the console on ttyAMA1 under
-		// QEMU. QEMU 7.2 has no working Pi watchdog: a guest that opens
+		dtb:    filepath.Join(cfg.WorkDir, filepath.Base(dtbFile)),
+		// QEMU 7.2 has no working Pi watchdog: a guest that opens
 		// /dev/watchdog is reset at once, so its driver stays off here
-		// (the image keeps the watchdog for real Pis).
-		cmdline: strings.TrimSpace(string(cmdline)) + " console=ttyAMA1 initcall_blacklist=bcm2835_wdt_driver_init",
+		// (the image keeps the watchdog for real Pis; where the driver is
+		// a module, loading it fails with EPERM and the boot goes on).
+		cmdline: strings.TrimSpace(string(cmdline)) + " console=" + mach.Console + " initcall_blacklist=bcm2835_wdt_driver_init",
 	}
 	if err := os.WriteFile(bf.kernel, kernel, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(bf.dtb, dtb, 0o644); err != nil {
 		return nil, err
+	}
+	if initrd != nil {
+		bf.initrd = filepath.Join(cfg.WorkDir, "initrd")
+		if err := os.WriteFile(bf.initrd, initrd, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if !mach.DwC2USB {
+		return bf, nil
 	}
 	for _, kv := range [][2]string{{"compatible", "brcm,bcm2835-usb"}, {"dr_mode", "host"}} {
 		out, err := exec.Command("fdtput", "-t", "s", bf.dtb, "/soc/usb@7e980000", kv[0], kv[1]).CombinedOutput()
