@@ -198,6 +198,7 @@ func TestStatsPage(t *testing.T) {
 		{"admin", "s3cret", "/haproxy-stats", 200, `<td class="l">a</td>`},
 		{"admin", "s3cret", "/haproxy-stats", 200, `<td class="l">a</td>`}, // the cached path
 		{"admin", "s3cret", "/", 404, ""},
+		{"admin", "s3cret", "/stats.json", 200, `"Name": "a"`},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_up{backend="a"} 1`},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_requests_total{backend="a"} 1`},
 		{"admin", "s3cret", "/metrics", 200, `balancer_backend_response_seconds_bucket{backend="a",le="+Inf"} 1`},

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -45,8 +46,9 @@ func (b *Balancer) Stats() Stats {
 	return s
 }
 
-// statsHandler serves the stats page at the configured path and
-// Prometheus text at /metrics, both behind basic auth.
+// statsHandler serves the stats page at the configured path, Prometheus
+// text at /metrics and the same as JSON at /stats.json (for the admin
+// API and the dashboard), all behind basic auth.
 func (b *Balancer) statsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -65,6 +67,11 @@ func (b *Balancer) statsHandler() http.Handler {
 		case "/metrics":
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			writeMetrics(w, b.Stats())
+		case "/stats.json":
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(b.Stats())
 		case b.cfg.Load().Stats.Path:
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			if err := statsPage.Execute(w, b.Stats()); err != nil {
