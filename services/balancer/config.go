@@ -54,8 +54,9 @@ type Config struct {
 
 	// ConnectTimeout bounds connecting to a backend; 0 means 5s.
 	ConnectTimeout time.Duration
-	// ClientTimeout bounds waiting for a client's request headers (http)
-	// or data (tcp); 0 means 30s.
+	// ClientTimeout bounds each wait for a client: its request head, each
+	// read of its body and each write to it (http), or its data (tcp);
+	// 0 means 30s.
 	ClientTimeout time.Duration
 	// ServerTimeout bounds waiting for a backend's response headers and
 	// each read of its body (http) or its data (tcp); 0 means 30s.
