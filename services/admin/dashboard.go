@@ -29,9 +29,10 @@ type Dashboard struct {
 	// Nodes are the admin base URLs of the other nodes, such as
 	// "http://192.168.1.10:9000".
 	Nodes []string
-	// Names names nodes of Nodes by URL until they first answer; a node
-	// that answered once keeps its hostname while it does not answer.
-	Names map[string]string
+	// Hints name the nodes of Nodes by URL (and give their roles) until
+	// they first answer; a node that answered once keeps its hostname and
+	// role while it does not answer.
+	Hints map[string]NodeHint
 	// VIPs are the floating addresses whose holder the view names.
 	VIPs []netip.Prefix
 	// Expected returns the services a node of role runs, to show the ones
@@ -51,14 +52,14 @@ type Dashboard struct {
 	Title string
 
 	mu    sync.Mutex
-	prev  map[string]sample // request counters by node, for rates
-	seen  map[string]known  // nodes by URL, from earlier answers
+	prev  map[string]sample   // request counters by node, for rates
+	seen  map[string]NodeHint // nodes by URL, from earlier answers
 	cache *ClusterView
 	at    time.Time
 }
 
-// known is what an earlier answer told about a node.
-type known struct{ name, role string }
+// NodeHint is what the dashboard shows of a node that does not answer.
+type NodeHint struct{ Name, Role string }
 
 // sample is one reading of a node's request counter.
 type sample struct {
@@ -201,9 +202,9 @@ func (d *Dashboard) ask(ctx context.Context, base string) NodeView {
 	fillNode(&n, st, raw)
 	d.mu.Lock()
 	if d.seen == nil {
-		d.seen = map[string]known{}
+		d.seen = map[string]NodeHint{}
 	}
-	d.seen[base] = known{n.Name, n.Role}
+	d.seen[base] = NodeHint{n.Name, n.Role}
 	d.mu.Unlock()
 	if d.Extra != nil {
 		d.Extra(ctx, &n)
@@ -217,10 +218,10 @@ func (d *Dashboard) nameOf(base string) (name, role string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if k, ok := d.seen[base]; ok {
-		return k.name, k.role
+		return k.Name, k.Role
 	}
-	if name := d.Names[base]; name != "" {
-		return name, ""
+	if k, ok := d.Hints[base]; ok && k.Name != "" {
+		return k.Name, k.Role
 	}
 	return hostOf(base), ""
 }

@@ -133,7 +133,7 @@ function render(v) {
     tr.appendChild(bc);
     tr.appendChild(el("td", node.mirror_lag_seconds != null ? node.mirror_lag_seconds.toFixed(2) + " s" : "-", "num"));
     const im = el("td");
-    im.appendChild(el("div", (node.version || "?") + (node.slot ? " (slot " + node.slot + ")" : "")));
+    im.appendChild(el("div", (node.version || "-") + (node.slot ? " (slot " + node.slot + ")" : "")));
     if (node.slots) im.appendChild(el("div", JSON.stringify(node.slots), "small"));
     tr.appendChild(im);
     tr.appendChild(el("td", node.reachable ? dur(node.uptime_seconds) : "-", "num"));

@@ -28,6 +28,7 @@ func commands() []command {
 		updateCommand(),
 		flashCommand(),
 		inspectCommand(),
+		labCommand(),
 		validateCommand(),
 	}
 }
