@@ -34,17 +34,16 @@ type backend struct {
 	transport atomic.Pointer[http.Transport] // for the TLS frontend's ReverseProxy
 	idle      idlePool                       // for the HTTP/1 engine
 
-	requests    atomic.Uint64 // sent to this backend
-	connErrors  atomic.Uint64 // could not connect
-	respErrors  atomic.Uint64 // failed after connecting (reset, timeout, garbage)
-	retries     atomic.Uint64 // requests moved away from it after a connect error
-	http5xx     atomic.Uint64
-	queued      atomic.Uint64 // requests that had to wait for a slot
-	queueFull   atomic.Uint64 // requests that waited too long
-	latency     histogram     // time to response headers (http) or to connect (tcp)
-	bytesIn     atomic.Uint64 // from the backend (tcp mode)
-	bytesOut    atomic.Uint64 // to the backend (tcp mode)
-	lastRequest atomic.Int64  // unix nanoseconds
+	requests   atomic.Uint64 // sent to this backend
+	connErrors atomic.Uint64 // could not connect
+	respErrors atomic.Uint64 // failed after connecting (reset, timeout, garbage)
+	retries    atomic.Uint64 // requests moved away from it after a connect error
+	http5xx    atomic.Uint64
+	queued     atomic.Uint64 // requests that had to wait for a slot
+	queueFull  atomic.Uint64 // requests that waited too long
+	latency    histogram     // time to response headers (http) or to connect (tcp)
+	bytesIn    atomic.Uint64 // from the backend (tcp mode)
+	bytesOut   atomic.Uint64 // to the backend (tcp mode)
 }
 
 func newBackend(bc BackendConfig, now time.Time) *backend {
@@ -162,26 +161,25 @@ func (b *backend) closeIdle() {
 // BackendStats is a consistent copy of a backend's state for the stats
 // page, the metrics and the admin API.
 type BackendStats struct {
-	Name, Addr       string
-	State            string
-	Up, Usable       bool
-	Weight, MaxConn  int
-	Backup, Drain    bool
-	Checked          bool
-	Health           HealthState
-	Inflight         int64
-	Queue            int
-	Requests         uint64
-	ConnErrors       uint64
-	RespErrors       uint64
-	Retries          uint64
-	HTTP5xx          uint64
-	Queued           uint64
-	QueueFull        uint64
-	BytesIn          uint64
-	BytesOut         uint64
-	Latency          LatencySnapshot
-	LastRequestNanos int64
+	Name, Addr      string
+	State           string
+	Up, Usable      bool
+	Weight, MaxConn int
+	Backup, Drain   bool
+	Checked         bool
+	Health          HealthState
+	Inflight        int64
+	Queue           int
+	Requests        uint64
+	ConnErrors      uint64
+	RespErrors      uint64
+	Retries         uint64
+	HTTP5xx         uint64
+	Queued          uint64
+	QueueFull       uint64
+	BytesIn         uint64
+	BytesOut        uint64
+	Latency         LatencySnapshot
 }
 
 func (b *backend) snapshot(fall, rise int) BackendStats {
@@ -197,7 +195,7 @@ func (b *backend) snapshot(fall, rise int) BackendStats {
 		Requests: b.requests.Load(), ConnErrors: b.connErrors.Load(), RespErrors: b.respErrors.Load(),
 		Retries: b.retries.Load(), HTTP5xx: b.http5xx.Load(), Queued: b.queued.Load(),
 		QueueFull: b.queueFull.Load(), BytesIn: b.bytesIn.Load(), BytesOut: b.bytesOut.Load(),
-		Latency: b.latency.snapshot(), LastRequestNanos: b.lastRequest.Load(),
+		Latency: b.latency.snapshot(),
 	}
 	switch {
 	case b.removed.Load():

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"sync/atomic"
-	"time"
 )
 
 // pool is one configuration's set of backends and its algorithm. Health
@@ -217,7 +216,6 @@ func (p *pool) acquire(ctx context.Context, key uint64, hasKey bool, exclude *ba
 		return nil, err
 	}
 	b.requests.Add(1)
-	b.lastRequest.Store(time.Now().UnixNano())
 	return b, nil
 }
 
