@@ -67,6 +67,8 @@ type Status struct {
 	Addresses     []Address          `json:"addresses"`
 	Overlay       OverlayInfo        `json:"overlay"`
 	Services      []supervise.Status `json:"services"`
+	Firewall      *FirewallStatus    `json:"firewall,omitempty"` // hardening.go
+	Time          *TimeStatus        `json:"time,omitempty"`
 }
 
 // Services is what the server reads about the supervised services; a
@@ -114,6 +116,10 @@ type Server struct {
 	Dashboard *Dashboard
 	// Log receives request errors; nil means slog.Default().
 	Log *slog.Logger
+	// Firewall and Time report the firewall and the clock (hardening.go);
+	// nil means not reported.
+	Firewall func() *FirewallStatus
+	Time     func() *TimeStatus
 }
 
 // Handler returns the API's routes, wrapped in s.Middleware.
@@ -156,6 +162,12 @@ func (s *Server) Snapshot() Status {
 	}
 	if s.Services != nil {
 		st.Services = append(st.Services, s.Services.Status()...)
+	}
+	if s.Firewall != nil {
+		st.Firewall = s.Firewall()
+	}
+	if s.Time != nil {
+		st.Time = s.Time()
 	}
 	return st
 }

@@ -70,6 +70,7 @@ func bootSteps() []step {
 		{"mount the data partition at /data", false, (*boot).mountData},
 		{"check for an update on trial", false, (*boot).otaStep},
 		{"load the overlay", true, (*boot).loadOverlay},
+		{"check the data partition and its secrets", false, (*boot).protectDataStep}, // hardening_linux.go
 	}
 }
 

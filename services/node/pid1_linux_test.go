@@ -61,7 +61,8 @@ true find the boot disk
 false mount the boot partition at /boot
 false mount the data partition at /data
 false check for an update on trial
-true load the overlay`
+true load the overlay
+false check the data partition and its secrets`
 	if g := strings.Join(got, "\n"); g != want {
 		t.Errorf("boot steps:\n%s\nwant:\n%s", g, want)
 	}

@@ -82,11 +82,13 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	wg.Go(func() { sup.Run(bg) })
 
 	reboots := make(chan action, 1)
+	hard := r.startHardening(bg, &wg) // hardening.go: the firewall goes in before anything listens
 	lns, err := r.listen(ctx)
 	if err != nil {
 		return actionExit, err
 	}
 	srv := r.adminServer(sup, reboots)
+	hard.report(srv)
 	wg.Go(func() {
 		if err := r.serveAdmin(bg, srv, lns); err != nil {
 			r.log.Error("admin API stopped", "err", err)
@@ -100,6 +102,7 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 		close(eth0Ready)
 	}
 	r.waitForEth0(ctx, eth0Ready)
+	hard.waitForTime(bg)
 
 	act := actionExit
 	if ctx.Err() == nil {

@@ -37,6 +37,9 @@ func serviceMain(ctx context.Context, args []string, stderr io.Writer, registry 
 		fmt.Fprintln(stderr, "usage: init service NAME --overlay FILE --sock PATH")
 		return supervise.DontRestart
 	}
+	if err := restrictService(name); err != nil { // caps_linux.go; on success it re-executes
+		log.Warn("running with the init's capabilities", "service", name, "err", err)
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)

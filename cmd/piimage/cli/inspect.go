@@ -102,10 +102,7 @@ func inspect(w io.Writer, r io.ReaderAt, size int64, name string) error {
 		fmt.Fprintf(w, "\noverlay: none on the boot partition (%v)\n", err)
 		return nil
 	}
-	fmt.Fprintf(w, "\noverlay (node.yaml on the boot partition):\n")
-	for _, l := range strings.Split(strings.TrimRight(string(overlay), "\n"), "\n") {
-		fmt.Fprintf(w, "  | %s\n", l)
-	}
+	describeOverlay(w, overlay) // inspect_overlay.go: secrets masked, then the firewall ruleset
 	return nil
 }
 

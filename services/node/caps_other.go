@@ -1,0 +1,6 @@
+//go:build !linux
+
+package node
+
+// restrictService does nothing off Linux.
+func restrictService(name string) error { return nil }

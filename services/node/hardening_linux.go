@@ -1,0 +1,52 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// protectDataStep checks the data partition once the overlay is known:
+// that it is mounted nodev, nosuid and noexec, whether the kernel has
+// recorded file system errors on it, and that the secret files on it are
+// readable by root only (fixing their mode).
+//
+// It runs no fsck: the kernel replays the ext4 journal on mount, which is
+// what keeps the partition consistent across power cuts, and a full check
+// written in Go that repairs a live file system is not worth its risk.
+// Errors the kernel found are reported, so that a person runs e2fsck
+// from a PC.
+func (b *boot) protectDataStep() error {
+	if !slices.Contains(b.mounted, "/data") {
+		return nil
+	}
+	var problems []string
+	var st unix.Statfs_t
+	if err := unix.Statfs("/data", &st); err == nil {
+		const want = unix.ST_NODEV | unix.ST_NOSUID | unix.ST_NOEXEC
+		if st.Flags&want != want {
+			problems = append(problems, fmt.Sprintf("/data is mounted with flags %#x, not nodev,nosuid,noexec", st.Flags))
+		}
+	}
+	if b.disk != "" {
+		dir := filepath.Join("/sys/fs/ext4", PartitionDevice(b.disk, 4))
+		if n, err := os.ReadFile(filepath.Join(dir, "errors_count")); err == nil && strings.TrimSpace(string(n)) != "0" {
+			b.con.say("the kernel recorded %s errors on the data partition; check it with e2fsck -f from a PC", strings.TrimSpace(string(n)))
+		}
+	}
+	fixed, err := protectSecrets(secretFiles("/data", lastGood, b.loaded.node))
+	for _, f := range fixed {
+		b.con.say("secret file %s made readable by root only", f)
+	}
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
