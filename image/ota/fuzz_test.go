@@ -43,7 +43,9 @@ func FuzzParseSignature(f *testing.F) {
 // FuzzReader reads arbitrary payload streams: no panic, no part longer
 // than its manifest size.
 func FuzzReader(f *testing.F) {
-	f.Add(goldenStream(&testing.T{}))
+	golden := goldenStream(&testing.T{})
+	f.Add(golden)
+	f.Add(bytes.Replace(golden, []byte("Iroot"), []byte("DIroot"), 1))
 	f.Add([]byte(streamMagic))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r, err := NewReader(bytes.NewReader(in))

@@ -385,3 +385,78 @@ func TestSlots(t *testing.T) {
 		t.Error("CmdlineFor with disk id 0 succeeded")
 	}
 }
+
+func TestStreamDelta(t *testing.T) {
+	chunk := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n) }
+	a, b, tail := chunk('A', ChunkSize), chunk('B', ChunkSize), chunk('c', 100)
+	root := append(append(append([]byte{}, a...), b...), tail...)
+	base := append(append(chunk('X', ChunkSize), a...), chunk('b', ChunkSize)...)
+	m := testManifest()
+	m.Root = Part{Size: int64(len(root)), SHA256: sha256.Sum256(root)}
+	mb, _ := m.Marshal()
+	hashes, err := ChunkHashes(bytes.NewReader(base), int64(len(base)))
+	if err != nil || len(hashes) != 3 {
+		t.Fatalf("ChunkHashes: %d, %v", len(hashes), err)
+	}
+	var buf bytes.Buffer
+	w, _ := NewWriter(&buf, mb, Sign(testKey(1), mb))
+	sent, err := w.Delta(bytes.NewReader(root), hashes)
+	if err != nil || sent != int64(ChunkSize+100) {
+		t.Fatalf("Delta sent %d, %v", sent, err)
+	}
+	if _, err := w.Delta(bytes.NewReader(root), hashes); err == nil {
+		t.Error("a second delta part was accepted")
+	}
+	w.Have()
+	w.Inline(strings.NewReader("o"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Records: 'D', then 'C' 00000001, then 'I' and chunk B, then 'I' and
+	// the tail.
+	b2 := buf.Bytes()
+	i := bytes.IndexByte(b2, 'D')
+	for i >= 0 && !bytes.HasPrefix(b2[i:], []byte("DC\x00\x00\x00\x01I")) {
+		i = bytes.IndexByte(b2[i+1:], 'D') + i + 1
+	}
+	if i < 0 {
+		t.Fatalf("no delta records D C 1 I in the stream")
+	}
+
+	for _, withBase := range []bool{true, false} {
+		r, err := NewReader(bytes.NewReader(b2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withBase {
+			r.Base = bytes.NewReader(base)
+		}
+		e, err := r.Next()
+		if err != nil || !e.Delta || e.Inline {
+			t.Fatalf("root entry %+v, %v", e, err)
+		}
+		got, err := io.ReadAll(e.Data)
+		if !withBase {
+			if err == nil {
+				t.Error("a chunk copy without a base succeeded")
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, root) {
+			t.Fatalf("rebuilt root: %d bytes, %v", len(got), err)
+		}
+		if r.Copied != ChunkSize || r.Received != ChunkSize+100 {
+			t.Errorf("copied %d received %d", r.Copied, r.Received)
+		}
+		for {
+			e, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, e.Data)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package ota
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,16 +18,30 @@ import (
 //	parts       for the root, then each of Manifest.Files in order:
 //	            'I' then exactly Size bytes (inline), or
 //	            'H' alone (the node has these bytes: it copies them from
-//	            a slot of its own and checks the hash)
+//	            a slot of its own and checks the hash), or, for the root
+//	            only, 'D' then one record per ChunkSize chunk of the root:
+//	              'C' and a uint32 big-endian index: the bytes of that
+//	                  chunk of the node's running root (Reader.Base)
+//	              'I' and the chunk's bytes (ChunkSize, or what is left
+//	                  for the last chunk)
 //	trailer     8 bytes  "PIOTAEND"
 //
-// The hashes are in the signed manifest; the stream itself has none.
+// The hashes are in the signed manifest; the stream itself has none: the
+// node checks what it rebuilt against the manifest, so a wrong copy
+// fails like wrong bytes.
 const (
 	streamMagic   = "PIOTA\x00\x01\n"
 	streamTrailer = "PIOTAEND"
 	partInline    = 'I'
 	partHave      = 'H'
+	partDelta     = 'D'
+	chunkCopy     = 'C'
+	chunkInline   = 'I'
 )
+
+// ChunkSize is the unit of a root delta: the root is compared with the
+// node's running root in chunks of this size.
+const ChunkSize = 64 << 10
 
 // Entry is one part of a payload stream.
 type Entry struct {
@@ -39,6 +54,9 @@ type Entry struct {
 	// Inline says Data carries the bytes; otherwise the sender expects
 	// the node to have them.
 	Inline bool
+	// Delta says Data rebuilds the bytes from the stream's chunks and
+	// Reader.Base (Inline is false).
+	Delta bool
 	// Data reads exactly Size bytes when Inline; it is valid until the
 	// next call of Next.
 	Data io.Reader
@@ -51,9 +69,15 @@ type Reader struct {
 	ManifestBytes []byte
 	Manifest      *Manifest
 	Signature     Signature
-	next          int
-	cur           *io.LimitedReader
-	done          bool
+	// Base is the node's running root, read for the chunks a root delta
+	// copies. Set it before reading a delta part.
+	Base io.ReaderAt
+	// Received and Copied count the bytes of parts read so far by where
+	// they came from: the stream, or Base (delta chunks).
+	Received, Copied int64
+	next             int
+	cur              io.Reader
+	done             bool
 }
 
 // NewReader reads the stream's header, manifest and signature, and checks
@@ -115,10 +139,7 @@ func noEOF(err error) error {
 func (r *Reader) Next() (Entry, error) {
 	if r.cur != nil {
 		if _, err := io.Copy(io.Discard, r.cur); err != nil {
-			return Entry{}, fmt.Errorf("reading the payload: %w", err)
-		}
-		if r.cur.N > 0 {
-			return Entry{}, fmt.Errorf("reading the payload: %w", io.ErrUnexpectedEOF)
+			return Entry{}, fmt.Errorf("reading the payload: %w", noEOF(err))
 		}
 		r.cur = nil
 	}
@@ -149,10 +170,17 @@ func (r *Reader) Next() (Entry, error) {
 	switch kind {
 	case partInline:
 		e.Inline = true
-		r.cur = &io.LimitedReader{R: r.br, N: e.Size}
-		e.Data = eofStrict{r.cur}
+		r.cur = &countReader{r: eofStrict{&io.LimitedReader{R: r.br, N: e.Size}}, n: &r.Received}
+		e.Data = r.cur
 	case partHave:
 		e.Data = eofStrict{&io.LimitedReader{}}
+	case partDelta:
+		if e.Index != 0 {
+			return Entry{}, fmt.Errorf("reading the payload (part %d): a delta is only for the root", e.Index)
+		}
+		e.Delta = true
+		r.cur = &deltaReader{r: r, left: e.Size}
+		e.Data = r.cur
 	default:
 		return Entry{}, fmt.Errorf("reading the payload (part %d): unknown part kind %q", e.Index, kind)
 	}
@@ -172,6 +200,89 @@ func (e eofStrict) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// countReader counts what it reads into *n.
+type countReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	*c.n += int64(k)
+	return k, err
+}
+
+// deltaReader rebuilds a root from its delta records.
+type deltaReader struct {
+	r    *Reader
+	left int64  // bytes of the root still to produce
+	buf  []byte // the current chunk's unread bytes
+}
+
+func (d *deltaReader) Read(p []byte) (int, error) {
+	if len(d.buf) == 0 {
+		if d.left == 0 {
+			return 0, io.EOF
+		}
+		if err := d.chunk(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, d.buf)
+	d.buf = d.buf[n:]
+	return n, nil
+}
+
+// chunk reads the next record.
+func (d *deltaReader) chunk() error {
+	n := min(int64(ChunkSize), d.left)
+	kind, err := d.r.br.ReadByte()
+	if err != nil {
+		return fmt.Errorf("reading the root delta: %w", noEOF(err))
+	}
+	buf := make([]byte, n)
+	switch kind {
+	case chunkInline:
+		if _, err := io.ReadFull(d.r.br, buf); err != nil {
+			return fmt.Errorf("reading the root delta: %w", noEOF(err))
+		}
+		d.r.Received += n
+	case chunkCopy:
+		var idx uint32
+		if err := binary.Read(d.r.br, binary.BigEndian, &idx); err != nil {
+			return fmt.Errorf("reading the root delta: %w", noEOF(err))
+		}
+		if d.r.Base == nil {
+			return errors.New("reading the root delta: a chunk copy, but no running root to copy from")
+		}
+		if _, err := d.r.Base.ReadAt(buf, int64(idx)*ChunkSize); err != nil {
+			return fmt.Errorf("reading the root delta: copying chunk %d of the running root: %w", idx, err)
+		}
+		d.r.Copied += n
+	default:
+		return fmt.Errorf("reading the root delta: unknown record %q", kind)
+	}
+	d.left -= n
+	d.buf = buf
+	return nil
+}
+
+// ChunkHashes returns the SHA-256 of each ChunkSize chunk of the first
+// size bytes of r (the last chunk may be shorter): what a sender needs to
+// make a root delta against r.
+func ChunkHashes(r io.ReaderAt, size int64) ([]Digest, error) {
+	var out []Digest
+	buf := make([]byte, ChunkSize)
+	for off := int64(0); off < size; off += ChunkSize {
+		b := buf[:min(int64(ChunkSize), size-off)]
+		if _, err := r.ReadAt(b, off); err != nil {
+			return nil, fmt.Errorf("reading chunk %d: %w", off/ChunkSize, err)
+		}
+		out = append(out, sha256.Sum256(b))
+	}
+	return out, nil
 }
 
 // Writer writes a payload stream.
@@ -221,6 +332,53 @@ func (w *Writer) Inline(r io.Reader) error {
 		return fmt.Errorf("sending %s: %d bytes, the manifest says %d", name, n, size)
 	}
 	return nil
+}
+
+// Delta writes the root (the first part, read from r) as chunks: each
+// chunk whose hash base lists is sent as a copy of that chunk of the
+// node's running root, the others inline. It returns the bytes sent
+// inline.
+func (w *Writer) Delta(r io.Reader, base []Digest) (int64, error) {
+	if w.next != 0 {
+		return 0, errors.New("writing the payload: only the root is sent as a delta")
+	}
+	size, _, err := w.advance()
+	if err != nil {
+		return 0, err
+	}
+	index := map[Digest]uint32{}
+	for i, d := range base {
+		if _, ok := index[d]; !ok {
+			index[d] = uint32(i)
+		}
+	}
+	if _, err := w.w.Write([]byte{partDelta}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, ChunkSize)
+	var sent int64
+	for left := size; left > 0; {
+		b := buf[:min(int64(ChunkSize), left)]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return sent, fmt.Errorf("sending the root filesystem: %w", noEOF(err))
+		}
+		if i, ok := index[sha256.Sum256(b)]; ok {
+			rec := binary.BigEndian.AppendUint32([]byte{chunkCopy}, i)
+			if _, err := w.w.Write(rec); err != nil {
+				return sent, err
+			}
+		} else {
+			if _, err := w.w.Write([]byte{chunkInline}); err != nil {
+				return sent, err
+			}
+			if _, err := w.w.Write(b); err != nil {
+				return sent, err
+			}
+			sent += int64(len(b))
+		}
+		left -= int64(len(b))
+	}
+	return sent, nil
 }
 
 // Have marks the next part as one the node already has.

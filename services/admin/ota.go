@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/services/ota"
 )
 
@@ -13,6 +14,7 @@ import (
 //
 //	GET  /ota          the slots, the trial in progress, the last outcome (ota.Status)
 //	GET  /ota/have     {"have": [sha256...]}: files the sender may omit
+//	GET  /ota/root-chunks  the running root's chunk hashes, for a root delta
 //	POST /ota/update   the payload stream (image/ota) as the body; answers
 //	                   the ota.Result, or {"error": ..., "refused": true}
 //	                   when nothing was written
@@ -39,9 +41,17 @@ type Have struct {
 	Have []string `json:"have"`
 }
 
+// RootChunks is the body of GET /ota/root-chunks.
+type RootChunks struct {
+	ChunkSize int      `json:"chunk_size"`
+	Size      int64    `json:"size"`
+	SHA256    []string `json:"sha256"`
+}
+
 func (o *OTA) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ota", o.serveStatus)
 	mux.HandleFunc("GET /ota/have", o.serveHave)
+	mux.HandleFunc("GET /ota/root-chunks", o.serveRootChunks)
 	mux.HandleFunc("POST /ota/update", o.serveUpdate)
 }
 
@@ -70,6 +80,19 @@ func (o *OTA) serveHave(w http.ResponseWriter, r *http.Request) {
 		h.Have = append(h.Have, d.String())
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+func (o *OTA) serveRootChunks(w http.ResponseWriter, r *http.Request) {
+	size, chunks, err := o.Agent.RootChunks()
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, UpdateError{Error: err.Error()})
+		return
+	}
+	rc := RootChunks{ChunkSize: imgota.ChunkSize, Size: size, SHA256: make([]string, len(chunks))}
+	for i, d := range chunks {
+		rc.SHA256[i] = d.String()
+	}
+	writeJSON(w, http.StatusOK, rc)
 }
 
 func (o *OTA) serveUpdate(w http.ResponseWriter, r *http.Request) {

@@ -43,6 +43,10 @@ type Agent struct {
 	Log *slog.Logger
 
 	mu sync.Mutex
+
+	chunksMu   sync.Mutex
+	chunksSize int64
+	chunks     []imgota.Digest
 }
 
 // RefusedError is an update refused before anything was written: a bad
@@ -160,12 +164,21 @@ func (a *Agent) Apply(ctx context.Context, r io.Reader, progress func(Progress))
 	if err := w.prepare(string(cfg)); err != nil {
 		return nil, err
 	}
+	if adev, err := a.Root(a.Booted); err == nil {
+		// A root delta copies chunks of the running root.
+		defer adev.Close()
+		pr.Base = adev
+	}
 	e, err := pr.Next()
 	if err != nil {
 		return nil, err
 	}
 	if err := w.root(e, dev); err != nil {
 		return nil, err
+	}
+	res.Received += pr.Received
+	if e.Delta {
+		res.Copied += pr.Copied
 	}
 	if err := w.files(pr); err != nil {
 		return nil, err
@@ -309,7 +322,7 @@ func (w *slotWriter) listsFolder(rel string) bool {
 func (w *slotWriter) root(e imgota.Entry, dev Device) error {
 	w.progress(Progress{Phase: "writing root slot " + w.target, Done: w.done, Total: w.total})
 	src := e.Data
-	if !e.Inline {
+	if !e.Inline && !e.Delta {
 		adev, err := w.a.Root(w.a.Booted)
 		if err != nil {
 			return fmt.Errorf("opening the running root slot to copy from: %w", err)
@@ -324,9 +337,14 @@ func (w *slotWriter) root(e imgota.Entry, dev Device) error {
 	if err != nil {
 		return fmt.Errorf("writing root slot %s: %w", w.target, err)
 	}
-	w.count(e.Inline, false, n)
+	// The stream's counters say what a delta received; Apply adds them.
+	w.done += n
+	w.res.Written += n
+	if !e.Inline && !e.Delta {
+		w.res.Copied += n
+	}
 	if imgota.Digest(h.Sum(nil)) != e.SHA256 {
-		return fmt.Errorf("writing root slot %s: the %s root filesystem does not match the manifest's SHA-256", w.target, sourceName(e.Inline))
+		return fmt.Errorf("writing root slot %s: the %s root filesystem does not match the manifest's SHA-256", w.target, sourceName(e.Inline || e.Delta))
 	}
 	if err := dev.Sync(); err != nil {
 		return fmt.Errorf("syncing root slot %s: %w", w.target, err)
@@ -565,6 +583,32 @@ func VerifySlot(d Dir, open OpenDevice, slot string) (*imgota.Manifest, error) {
 		return m, fmt.Errorf("root slot %s: %w", slot, err)
 	}
 	return m, nil
+}
+
+// RootChunks returns the running root's size (as its manifest says) and
+// the hashes of its chunks, for a sender to make a root delta
+// (image/ota.Writer.Delta). They are computed once per agent.
+func (a *Agent) RootChunks() (int64, []imgota.Digest, error) {
+	a.chunksMu.Lock()
+	defer a.chunksMu.Unlock()
+	if a.chunks != nil {
+		return a.chunksSize, a.chunks, nil
+	}
+	m, err := readSlotManifest(a.Boot, a.Booted)
+	if err != nil {
+		return 0, nil, fmt.Errorf("the running slot %s has no manifest: %w", a.Booted, err)
+	}
+	dev, err := a.Root(a.Booted)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer dev.Close()
+	h, err := imgota.ChunkHashes(dev, m.Root.Size)
+	if err != nil {
+		return 0, nil, fmt.Errorf("hashing root slot %s: %w", a.Booted, err)
+	}
+	a.chunksSize, a.chunks = m.Root.Size, h
+	return m.Root.Size, h, nil
 }
 
 // Have lists the hashes of the files the node can copy from its running

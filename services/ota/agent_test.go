@@ -132,6 +132,42 @@ func TestApplyReuses(t *testing.T) {
 	}
 }
 
+// TestApplyRootDelta sends the root as a delta against the running root.
+func TestApplyRootDelta(t *testing.T) {
+	key := testKey(1)
+	v1 := makeRelease(t, "v1", "k", key, nil)
+	same := makeReleaseRoot(t, "v2", "k", "root v1 ", key, nil) // v2 with v1's root bytes
+	other := makeRelease(t, "v3", "k", key, nil)
+	for _, tc := range []struct {
+		name             string
+		r                release
+		received, copied int64
+	}{
+		{"unchanged root", same, same.m.Files[3].Size, same.m.Root.Size},
+		{"changed root", other, other.m.Root.Size + other.m.Files[3].Size, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCardState(t, v1, nil).mount(-1)
+			a := c.agent("a", key)
+			size, base, err := a.RootChunks()
+			if err != nil || size != v1.m.Root.Size || len(base) != 1 {
+				t.Fatalf("RootChunks = %d %d %v", size, len(base), err)
+			}
+			omit := func(f imgota.File) bool { return f.Path != "release.json" }
+			res, err := apply(t, a, tc.r.deltaPayload(t, omit, base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Received != tc.received || res.Copied != tc.copied+tc.r.m.TotalSize()-tc.r.m.Root.Size-tc.r.m.Files[3].Size {
+				t.Errorf("received %d copied %d, want %d received and the root's %d copied", res.Received, res.Copied, tc.received, tc.copied)
+			}
+			if v, err := bootable(c.state(), "b"); err != nil || v != tc.r.m.Version {
+				t.Errorf("slot b: %q %v", v, err)
+			}
+		})
+	}
+}
+
 // TestRefusedBeforeWriting checks that every refusal happens before the
 // first write to the card.
 func TestRefusedBeforeWriting(t *testing.T) {

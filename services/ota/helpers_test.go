@@ -35,13 +35,19 @@ const testConfig = "# piimage test\nos_prefix=slot-a/\nkernel=vmlinuz\narm_64bit
 // kernel, everything else from version.
 func makeRelease(t testing.TB, version, kernel string, key ed25519.PrivateKey, mod func(*imgota.Manifest)) release {
 	t.Helper()
+	return makeReleaseRoot(t, version, kernel, "root "+version+" ", key, mod)
+}
+
+// makeReleaseRoot is makeRelease with the root's bytes made of rootText.
+func makeReleaseRoot(t testing.TB, version, kernel, rootText string, key ed25519.PrivateKey, mod func(*imgota.Manifest)) release {
+	t.Helper()
 	files := map[string][]byte{
 		"vmlinuz":             bytes.Repeat([]byte("K"+kernel), 40),
 		"bcm2710-rpi-3-b.dtb": bytes.Repeat([]byte("dtb"+kernel), 8),
 		"overlays/x.dtbo":     []byte("overlay " + kernel),
 		"release.json":        fmt.Appendf(nil, `{"version":%q}`+"\n", version),
 	}
-	root := bytes.Repeat([]byte("root "+version+" "), 2048/len("root "+version+" ")+1)[:2000]
+	root := bytes.Repeat([]byte(rootText), 2048/len(rootText)+1)[:2000]
 	m := &imgota.Manifest{
 		Format: imgota.Format, Board: "pi3", Version: version,
 		Root:      imgota.Part{Size: int64(len(root)), SHA256: sha256.Sum256(root)},
@@ -63,13 +69,24 @@ func makeRelease(t testing.TB, version, kernel string, key ed25519.PrivateKey, m
 
 // payload returns r's stream; omit says which files to send as "have".
 func (r release) payload(t testing.TB, omit func(imgota.File) bool) []byte {
+	return r.deltaPayload(t, omit, nil)
+}
+
+// deltaPayload returns r's stream with the root as a delta against the
+// chunks base (none: inline).
+func (r release) deltaPayload(t testing.TB, omit func(imgota.File) bool, base []imgota.Digest) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := imgota.NewWriter(&buf, r.mb, r.sig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Inline(bytes.NewReader(r.root)); err != nil {
+	if base != nil {
+		_, err = w.Delta(bytes.NewReader(r.root), base)
+	} else {
+		err = w.Inline(bytes.NewReader(r.root))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range r.m.Files {

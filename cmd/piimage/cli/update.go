@@ -41,7 +41,7 @@ func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fset.StringVar(&f.node, "node", "", "the node's admin address, IP[:PORT] (port 9000 by default); never the VIP")
 	fset.StringVar(&f.keys, "keys", "", "the cluster's keys folder, for the admin token and certificate (default: .keys in the source tree)")
 	fset.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
-	fset.BoolVar(&f.full, "full", false, "send every file, even those the node already has")
+	fset.BoolVar(&f.full, "full", false, "send every byte, even those the node already has")
 	fset.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up waiting for the outcome after this long")
 	pos, err := parseFlags(fset, args)
 	if err != nil {
@@ -205,14 +205,32 @@ func pushUpdate(ctx context.Context, c *adminClient, img *otaimage.Image, o upda
 		}
 	}
 	hasIt := func(d imgota.Digest) bool { return have[d] }
-	total := img.PayloadSize(hasIt)
+	var base []imgota.Digest
+	if !o.full {
+		// The root goes as a delta against the running one when the node
+		// can say what that is.
+		var rc admin.RootChunks
+		if err := c.getJSON(ctx, "/ota/root-chunks", &rc); err == nil && rc.ChunkSize == imgota.ChunkSize {
+			base = make([]imgota.Digest, len(rc.SHA256))
+			for i, s := range rc.SHA256 {
+				if base[i].UnmarshalText([]byte(s)) != nil {
+					base = nil
+					break
+				}
+			}
+		}
+	}
+	total, err := img.PayloadSize(hasIt, base)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(o.out, "sending %s (%s, %d files) to slot %s: %.1f MB of %.1f MB (the node has the rest)\n",
 		m.Version, m.Board, len(m.Files), otherSlot(st.Booted), float64(total)/1e6, float64(m.TotalSize())/1e6)
 
 	pr, pw := io.Pipe()
 	cw := &countingWriter{w: pw, total: total, progress: o.progress, start: time.Now()}
 	go func() {
-		_, err := img.WritePayload(cw, hasIt)
+		_, err := img.WritePayload(cw, hasIt, base)
 		pw.CloseWithError(err)
 	}()
 	resp, err := c.do(ctx, "POST", "/ota/update", pr)

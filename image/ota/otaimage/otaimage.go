@@ -251,10 +251,11 @@ func (img *Image) Verify(keys []ed25519.PublicKey) (string, error) {
 }
 
 // WritePayload streams the active slot's payload to w: header, signed
-// manifest and signature, the root filesystem, then each file, except
-// those whose hash have reports the node has (sent as "have"). It
-// returns the bytes of parts sent inline.
-func (img *Image) WritePayload(w io.Writer, have func(imgota.Digest) bool) (int64, error) {
+// manifest and signature, the root filesystem (as a delta against the
+// node's running root when base lists its chunk hashes), then each file,
+// except those whose hash have reports the node has (sent as "have"). It
+// returns the bytes of the parts' contents sent inline.
+func (img *Image) WritePayload(w io.Writer, have func(imgota.Digest) bool, base []imgota.Digest) (int64, error) {
 	if img.Manifest == nil {
 		return 0, fmt.Errorf("the image is not signed: run piimage sign (or build with --key)")
 	}
@@ -266,10 +267,17 @@ func (img *Image) WritePayload(w io.Writer, have func(imgota.Digest) bool) (int6
 	if err != nil {
 		return 0, err
 	}
-	if err := pw.Inline(io.NewSectionReader(root, 0, img.Manifest.Root.Size)); err != nil {
-		return 0, err
+	rr := io.NewSectionReader(root, 0, img.Manifest.Root.Size)
+	var sent int64
+	if base != nil {
+		sent, err = pw.Delta(rr, base)
+	} else {
+		err = pw.Inline(rr)
+		sent = img.Manifest.Root.Size
 	}
-	sent := img.Manifest.Root.Size
+	if err != nil {
+		return sent, err
+	}
 	dir := imgota.SlotDir(img.Slot)
 	for _, f := range img.Manifest.Files {
 		if have != nil && have(f.SHA256) {
@@ -292,16 +300,37 @@ func (img *Image) WritePayload(w io.Writer, have func(imgota.Digest) bool) (int6
 	return sent, pw.Close()
 }
 
-// PayloadSize returns the bytes WritePayload sends with have.
-func (img *Image) PayloadSize(have func(imgota.Digest) bool) int64 {
+// PayloadSize returns the content bytes WritePayload sends with have and
+// base.
+func (img *Image) PayloadSize(have func(imgota.Digest) bool, base []imgota.Digest) (int64, error) {
 	if img.Manifest == nil {
-		return 0
+		return 0, nil
 	}
 	n := img.Manifest.Root.Size
+	if base != nil {
+		root, err := img.rootReader(img.Slot)
+		if err != nil {
+			return 0, err
+		}
+		mine, err := imgota.ChunkHashes(root, img.Manifest.Root.Size)
+		if err != nil {
+			return 0, err
+		}
+		known := map[imgota.Digest]bool{}
+		for _, d := range base {
+			known[d] = true
+		}
+		n = 0
+		for i, d := range mine {
+			if !known[d] {
+				n += min(int64(imgota.ChunkSize), img.Manifest.Root.Size-int64(i)*imgota.ChunkSize)
+			}
+		}
+	}
 	for _, f := range img.Manifest.Files {
 		if have == nil || !have(f.SHA256) {
 			n += f.Size
 		}
 	}
-	return n
+	return n, nil
 }

@@ -105,11 +105,11 @@ func TestSignVerifyPayload(t *testing.T) {
 
 	// The payload reads back as the manifest says.
 	var buf bytes.Buffer
-	sent, err := img.WritePayload(&buf, func(d imgota.Digest) bool { return d == m.Files[2].SHA256 })
+	sent, err := img.WritePayload(&buf, func(d imgota.Digest) bool { return d == m.Files[2].SHA256 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := img.PayloadSize(func(d imgota.Digest) bool { return d == m.Files[2].SHA256 }); sent != want || sent != m.TotalSize()-m.Files[2].Size {
+	if want, _ := img.PayloadSize(func(d imgota.Digest) bool { return d == m.Files[2].SHA256 }, nil); sent != want || sent != m.TotalSize()-m.Files[2].Size {
 		t.Errorf("sent %d, PayloadSize %d, want %d", sent, want, m.TotalSize()-m.Files[2].Size)
 	}
 	r, err := imgota.NewReader(&buf)
@@ -131,6 +131,19 @@ func TestSignVerifyPayload(t *testing.T) {
 			t.Error("the kernel the node has was sent")
 		}
 		io.Copy(io.Discard, e.Data)
+	}
+
+	// Against a base with the same root, the root costs nothing.
+	root, _ := img.rootReader("a")
+	base, err := imgota.ChunkHashes(root, m.Root.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := img.PayloadSize(nil, base); err != nil || n != m.TotalSize()-m.Root.Size {
+		t.Errorf("PayloadSize against the same root = %d, %v; want %d", n, err, m.TotalSize()-m.Root.Size)
+	}
+	if sent, err := img.WritePayload(io.Discard, nil, base); err != nil || sent != m.TotalSize()-m.Root.Size {
+		t.Errorf("WritePayload against the same root sent %d, %v", sent, err)
 	}
 
 	// Re-signing with another key replaces the signature.
@@ -166,7 +179,7 @@ func TestVerifyDetectsChanges(t *testing.T) {
 
 func TestUnsignedPayload(t *testing.T) {
 	p := testImage(t, t.TempDir(), "v1")
-	if _, err := open(t, p).WritePayload(io.Discard, nil); err == nil || !strings.Contains(err.Error(), "not signed") {
+	if _, err := open(t, p).WritePayload(io.Discard, nil, nil); err == nil || !strings.Contains(err.Error(), "not signed") {
 		t.Errorf("WritePayload of an unsigned image = %v", err)
 	}
 }
