@@ -190,4 +190,3 @@ func procStatus(t *testing.T, pid int) map[string]string {
 	}
 	return m
 }
-
