@@ -1,7 +1,8 @@
 // Package boards describes the Raspberry Pi models piimage builds for: which
 // kernel, firmware and device trees each needs, the CPU architecture of its
-// init, and its config.txt. It also fetches the pinned kernel and firmware
-// modules through the Go module proxy.
+// init, and its config.txt. It also fetches the pinned kernel and firmware:
+// Go modules through the Go module proxy, and for the 32-bit Pi 2 a Debian
+// kernel package from the Debian mirror apt uses (pi2.go, debian*.go).
 package boards
 
 import (

@@ -194,10 +194,39 @@ func (k DebianKernel) unpack(deb, dir, stamp string) error {
 	if err := os.WriteFile(filepath.Join(tmp, stampFile), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	return replaceDir(tmp, dir, stamp)
+}
+
+// replaceDir moves the unpacked folder tmp to dir. Builds may run at once
+// (go test runs packages in parallel): when another one has put a complete
+// unpacking there meanwhile, that one stays, because a build may be
+// reading it. Only a folder without a current stamp is moved aside.
+func replaceDir(tmp, dir, stamp string) error {
+	complete := func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, stampFile))
+		return err == nil && string(b) == stamp
+	}
+	if complete() {
+		return nil
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		old, err := os.MkdirTemp(filepath.Dir(dir), ".old-*")
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(dir, filepath.Join(old, "x")); err != nil && !complete() {
+			os.RemoveAll(old)
+			return err
+		}
+		defer os.RemoveAll(old)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if complete() {
+			return nil
+		}
 		return err
 	}
-	return os.Rename(tmp, dir)
+	return nil
 }
 
 // kernel resolves k's modules in the unpacked package at dir.

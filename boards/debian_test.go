@@ -469,3 +469,58 @@ func TestDebianArmmpPackage(t *testing.T) {
 		}
 	}
 }
+
+// TestDebianKernelFetchConcurrently: builds that start together on an
+// empty cache (parallel test packages) all get a complete unpacking.
+func TestDebianKernelFetchConcurrently(t *testing.T) {
+	deb, k := testKernel(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(deb) }))
+	defer srv.Close()
+	src := DebianSource{Mirrors: []string{srv.URL}, CacheDir: t.TempDir()}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			got, err := k.Fetch(context.Background(), src)
+			if err == nil {
+				for _, m := range got.Modules {
+					if _, err = os.Stat(m.Path); err != nil {
+						break
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestReplaceDir(t *testing.T) {
+	base := t.TempDir()
+	mk := func(name, stamp string) string {
+		d := filepath.Join(base, name)
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, stampFile), []byte(stamp), 0o644)
+		os.WriteFile(filepath.Join(d, "who"), []byte(name), 0o644)
+		return d
+	}
+	dir := filepath.Join(base, "pkg")
+	// A stale unpacking is replaced.
+	os.Rename(mk("stale", "old\n"), dir)
+	if err := replaceDir(mk("new", "cur\n"), dir, "cur\n"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "who")); string(b) != "new" {
+		t.Errorf("dir holds %q, want the new unpacking", b)
+	}
+	// A complete one stays.
+	if err := replaceDir(mk("newer", "cur\n"), dir, "cur\n"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "who")); string(b) != "new" {
+		t.Errorf("dir holds %q, want the complete unpacking kept", b)
+	}
+}
