@@ -29,6 +29,8 @@ bench:
 	-$(GO) run ./bench/flash
 	-$(GO) run ./bench/vip
 	-$(GO) run ./bench/web
+	-$(GO) run ./bench/balancer
+	-$(GO) run ./bench/mirror
 
 # bench-deps installs the incumbents the benchmarks compare against.
 bench-deps:

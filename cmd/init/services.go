@@ -6,6 +6,7 @@ import (
 	"github.com/piimage/piimage/overlays"
 	"github.com/piimage/piimage/services"
 	"github.com/piimage/piimage/services/balancer"
+	"github.com/piimage/piimage/services/mirror"
 	"github.com/piimage/piimage/services/node"
 	"github.com/piimage/piimage/services/vip"
 	"github.com/piimage/piimage/services/web"
@@ -18,6 +19,7 @@ func registry() node.Registry {
 		"balancer": newBalancer,
 		"vip":      newVIP,
 		"web":      web.New,
+		"mirror":   mirror.New,
 	}
 }
 
