@@ -18,7 +18,7 @@ func TestLabUsage(t *testing.T) {
 		{[]string{"lab", "help"}, 0, "Subcommands:"},
 		{[]string{"lab", "frobnicate"}, 2, `unknown subcommand "frobnicate"`},
 		{[]string{"lab", "fail", "lbmaster"}, 2, "--how"},
-		{[]string{"lab", "fail", "lbmaster", "--how", "explode"}, 2, "link-down, kill, freeze, reboot, partition"},
+		{[]string{"lab", "fail", "lbmaster", "--how", "explode"}, 2, "link-down, kill, crash, freeze, reboot, partition"},
 		{[]string{"lab", "exec", "lbmaster"}, 2, "a command after --"},
 		{[]string{"lab", "heal", "a", "b"}, 2, "at most one node"},
 		{[]string{"lab", "drain"}, 2, "one web node"},

@@ -82,13 +82,14 @@ const (
 	ScenarioLBKill     = "lb-kill"
 	ScenarioLBReboot   = "lb-reboot"
 	ScenarioWebKill    = "web-kill"
+	ScenarioWebCrash   = "web-crash"
 	ScenarioWebDrain   = "web-drain"
 	ScenarioOTA        = "ota"
 )
 
 // ScenarioKeys lists the scenarios Report knows.
 func ScenarioKeys() []string {
-	return []string{ScenarioLBLink, ScenarioLBLinkBack, ScenarioLBKill, ScenarioLBReboot, ScenarioWebKill, ScenarioWebDrain, ScenarioOTA}
+	return []string{ScenarioLBLink, ScenarioLBLinkBack, ScenarioLBKill, ScenarioLBReboot, ScenarioWebKill, ScenarioWebCrash, ScenarioWebDrain, ScenarioOTA}
 }
 
 // Targets of the issue, checked per scenario.

@@ -12,6 +12,10 @@ const (
 	// HowKill cuts the node's power: every process dies at once and its
 	// network goes silent until Heal boots it again.
 	HowKill = "kill"
+	// HowCrash kills every process of the node at once while its kernel
+	// stays up: connections to it are refused or reset at once, as after
+	// a crash of the init and its services.
+	HowCrash = "crash"
 	// HowFreeze stops every process of the node (SIGSTOP) while its
 	// kernel still answers: a hung node.
 	HowFreeze = "freeze"
@@ -24,7 +28,7 @@ const (
 
 // Faults lists what Fail can do.
 func Faults() []string {
-	return []string{HowLinkDown, HowKill, HowFreeze, HowReboot, HowPartition}
+	return []string{HowLinkDown, HowKill, HowCrash, HowFreeze, HowReboot, HowPartition}
 }
 
 func checkHow(how string) error {

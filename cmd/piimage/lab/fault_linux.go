@@ -22,7 +22,7 @@ func (l *Lab) Fail(host, how string) error {
 		return err
 	}
 	for _, f := range st.faultsOf(host) {
-		if f.How == how || how == HowReboot || f.How == HowKill {
+		if f.How == how || how == HowReboot || f.How == HowKill || f.How == HowCrash {
 			return fmt.Errorf("%s already has the fault %s since %s: run `piimage lab heal %s` first", host, f.How, f.At.Format(time.TimeOnly), host)
 		}
 	}
@@ -51,6 +51,10 @@ func (l *Lab) Fail(host, how string) error {
 		if err := ip("-n", br, "link", "set", pn.Port, "down"); err != nil {
 			return err
 		}
+		if err := st.crashNode(host); err != nil {
+			return err
+		}
+	case HowCrash:
 		if err := st.crashNode(host); err != nil {
 			return err
 		}
@@ -110,9 +114,9 @@ func (l *Lab) Heal(host string) error {
 			err = ip("-n", br, "link", "set", pn.Port, "master", "br0")
 		case HowFreeze:
 			_, err = signalAll(pn.NS, syscall.SIGCONT)
-		case HowKill:
+		case HowKill, HowCrash:
 			err = resetNodeLink(pn)
-			if err == nil {
+			if err == nil && f.How == HowKill {
 				time.Sleep(bootPause)
 				err = ip("-n", br, "link", "set", pn.Port, "up")
 			}

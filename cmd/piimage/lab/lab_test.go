@@ -290,8 +290,9 @@ func TestReportText(t *testing.T) {
 		"scenario sent failed in flight longest gap p50/p99 before during after VIP moved backend out target",
 		"master LB link down 4 1 (25.00%) 0 1.00s 2.00ms/2.00ms 2.00ms/3.00ms - 310ms - gap < 0.5s, failed < 1%: MISSED",
 		"web node drained 4 1 (25.00%) 0 1.00s - 2.00ms/2.00ms 3.00ms/3.00ms - 20ms 0 failed: MISSED",
-		"rolling OTA of all nodes not available yet 0 failed",
-		"master LB link down: cable pulled; failures: connection reset 1",
+		"rolling OTA of all nodes - - - - - - - - - 0 failed: not measured",
+		"rolling OTA of all nodes: not available yet",
+		"master LB link down: cable pulled\nfailures: connection reset 1; sent from +10ms to +10ms after the fault",
 	} {
 		if !strings.Contains(squeezed, want) {
 			t.Errorf("text report lacks %q", want)

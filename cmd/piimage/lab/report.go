@@ -66,8 +66,11 @@ type Result struct {
 	// Before, During and After split the requests by when they were sent:
 	// before the fault, in the DuringWindow after it, and later.
 	Before, During, After Phase
-	// Errors counts failures by kind.
-	Errors map[string]int
+	// Errors counts failures by kind; FirstFail and LastFail are when
+	// the first and last failed requests were sent (relative to the
+	// fault), when any failed.
+	Errors              map[string]int
+	FirstFail, LastFail time.Duration
 }
 
 // FailedPct is the share of failed requests in percent.
@@ -89,6 +92,13 @@ func Analyze(run *LoadRun, fault time.Duration) Result {
 	for _, r := range run.Records {
 		res.Sent++
 		if !r.OK() {
+			at := r.Start - fault
+			if res.Failed == 0 || at < res.FirstFail {
+				res.FirstFail = at
+			}
+			if res.Failed == 0 || at > res.LastFail {
+				res.LastFail = at
+			}
 			res.Failed++
 			res.Errors[errorKind(r)]++
 		} else {
@@ -220,33 +230,31 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "scenario\tsent\tfailed\tin flight\tlongest gap\tp50/p99 before\tduring\tafter\tVIP moved\tbackend out\ttarget\t")
 	for _, s := range rep.Scenarios {
 		if s.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t%s\t\n", s.Name, s.Skipped, s.Target)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s: not measured\t\n", s.Name, s.Target)
 			continue
 		}
 		r := Analyze(s.Run, s.Fault)
-		fmt.Fprintf(tw, "%s\t%d\t%d (%.2f%%)\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s: %s\t\n",
+		target := s.Target
+		if s.Check != nil {
+			target += ": " + s.verdict(r)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d (%.2f%%)\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			s.Name, r.Sent, r.Failed, r.FailedPct(), r.InFlight, fmtDur(r.LongestGap),
 			fmtPhase(r.Before), fmtPhase(r.During), fmtPhase(r.After),
-			fmtDur(s.VIPMoved), fmtDur(s.BackendOut), s.Target, s.verdict(r))
+			fmtDur(s.VIPMoved), fmtDur(s.BackendOut), target)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, s := range rep.Scenarios {
 		if s.Skipped != "" {
+			fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Skipped)
 			continue
 		}
-		r := Analyze(s.Run, s.Fault)
-		var parts []string
-		for k, v := range r.Errors {
-			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		fmt.Fprintf(w, "  %s: %s\n", s.Name, strings.TrimSuffix(s.Op, "."))
+		if f := failureSummary(Analyze(s.Run, s.Fault)); f != "" {
+			fmt.Fprintf(w, "    %s\n", f)
 		}
-		sort.Strings(parts)
-		line := s.Name + ": " + s.Op
-		if len(parts) > 0 {
-			line += "; failures: " + strings.Join(parts, ", ")
-		}
-		fmt.Fprintf(w, "  %s\n", line)
 		for _, n := range s.Notes {
 			fmt.Fprintf(w, "    %s\n", n)
 		}
@@ -255,4 +263,25 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "%s\n", n)
 	}
 	return nil
+}
+
+// failureSummary says how many requests failed, how, and when they were
+// sent relative to the fault; "" when none failed.
+func failureSummary(r Result) string {
+	if r.Failed == 0 {
+		return ""
+	}
+	var parts []string
+	for k, v := range r.Errors {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("failures: %s; sent from %s to %s after the fault", strings.Join(parts, ", "), signedDur(r.FirstFail), signedDur(r.LastFail))
+}
+
+func signedDur(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtDur(-d)
+	}
+	return "+" + fmtDur(d)
 }

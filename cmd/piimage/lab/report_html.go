@@ -67,13 +67,8 @@ svg{background:#fff;border:1px solid #ccc;margin:.3em 0 1.2em}
 			continue
 		}
 		fmt.Fprintf(&b, "<h2 id=\"s%d\">%s</h2>\n<p>%s</p>\n", i, esc(s.Name), esc(s.Op))
-		r := Analyze(s.Run, s.Fault)
-		if len(r.Errors) > 0 {
-			var parts []string
-			for k, v := range r.Errors {
-				parts = append(parts, fmt.Sprintf("%s: %d", k, v))
-			}
-			fmt.Fprintf(&b, "<p class=\"small\">Failures by kind: %s.</p>\n", esc(strings.Join(parts, ", ")))
+		if f := failureSummary(Analyze(s.Run, s.Fault)); f != "" {
+			fmt.Fprintf(&b, "<p class=\"small\">%s.</p>\n", esc(strings.ToUpper(f[:1])+f[1:]))
 		}
 		for _, n := range s.Notes {
 			fmt.Fprintf(&b, "<p class=\"small\">%s</p>\n", esc(n))
