@@ -27,7 +27,10 @@ func describeOverlay(w io.Writer, data []byte) {
 	}
 	fmt.Fprintf(w, "\nfirewall (the nftables ruleset the node installs before its services start):\n")
 	for _, l := range strings.Split(strings.TrimRight(firewall.Generate(n, firewall.Options{}).String(), "\n"), "\n") {
-		fmt.Fprintf(w, "  %s\n", l)
+		if l != "" {
+			l = "  " + l
+		}
+		fmt.Fprintln(w, l)
 	}
 	servers := n.TimeServersOrDefault()
 	if len(servers) == 0 {

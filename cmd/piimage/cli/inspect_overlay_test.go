@@ -2,6 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -108,4 +112,37 @@ func FuzzRedactOverlay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestInspectImageMasksSecrets builds an image from an overlay holding a
+// Wi-Fi PSK and a stats password hash, and checks that inspect shows the
+// node's firewall and neither secret.
+func TestInspectImageMasksSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an image")
+	}
+	dir := t.TempDir()
+	ov := filepath.Join(dir, "lb.yaml")
+	if err := os.WriteFile(ov, []byte(secretLB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "lb.img")
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"build", "--overlay", ov, "--out", img, "--src", srcTree}, &stdout, &stderr); err != nil {
+		t.Fatalf("build: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"inspect", img}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"psk: " + mask, "password_hash: " + mask, "table inet piimage {", "tcp dport 80 notrack"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, secret := range []string{"correct horse battery", "c2FsdHNhbHQ", "aGFzaGhhc2hoYXNoaGFzaA"} {
+		if strings.Contains(out.String()+stdout.String()+stderr.String(), secret) {
+			t.Errorf("build or inspect output shows the secret %q", secret)
+		}
+	}
 }
