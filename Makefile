@@ -29,6 +29,7 @@ bench:
 	-$(GO) run ./bench/flash
 	-$(GO) run ./bench/vip
 	-$(GO) run ./bench/web
+	-$(GO) run ./bench/lab
 	-$(GO) run ./bench/balancer
 	-$(GO) run ./bench/mirror
 

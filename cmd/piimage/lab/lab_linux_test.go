@@ -317,8 +317,15 @@ func TestDownAfterCrash(t *testing.T) {
 	if err := st.Save(); err != nil {
 		t.Fatal(err)
 	}
-	if pids, err := pidsIn(n.NS); err != nil || len(pids) != 1 {
-		t.Fatalf("processes in %s: %v %v", n.NS, pids, err)
+	// `ip netns exec` enters the namespace just after it starts.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		pids, err := pidsIn(n.NS)
+		if err == nil && len(pids) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes in %s: %v %v", n.NS, pids, err)
+		}
 	}
 	syscall.Kill(proc.PID, syscall.SIGSTOP)
 
