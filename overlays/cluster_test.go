@@ -117,8 +117,8 @@ func TestClusterProblems(t *testing.T) {
 		at        string // the file with the problem, when not file
 	}{
 		{name: "duplicate eth0 address", file: "web02.yaml",
-			old: "address: 192.168.1.11/24", new: "address: 192.168.1.10/24", lineAt: "address: 192.168.1.10/24",
-			field: "interfaces.eth0.address", msg: "192.168.1.10 is also interfaces.eth0.address (DIR/web01.yaml)"},
+			old: "address: 192.168.1.11/24", new: "address: 192.168.1.14/24", lineAt: "address: 192.168.1.14/24",
+			field: "interfaces.eth0.address", msg: "192.168.1.14 is also interfaces.eth0.address (DIR/lbmaster.yaml)"},
 		{name: "wlan0 address is another node's eth0", file: "web02.yaml",
 			old: "address: 192.168.1.21/24", new: "address: 192.168.1.14/24", lineAt: "address: 192.168.1.14/24",
 			field: "interfaces.wlan0.address", msg: "192.168.1.14 is also interfaces.eth0.address (DIR/lbmaster.yaml)"},
@@ -126,8 +126,8 @@ func TestClusterProblems(t *testing.T) {
 			old: "address: 192.168.1.20/24", new: "address: 192.168.1.15/24", at: "lbbackup.yaml",
 			lineAt: "address: 192.168.1.15/24", field: "vip.address", msg: "192.168.1.15 is also interfaces.wlan0.address (DIR/web01.yaml)"},
 		{name: "duplicate hostname", file: "web02.yaml",
-			old: "hostname: web02", new: "hostname: web01", lineAt: "hostname: web01",
-			field: "hostname", msg: `"web01" is also the hostname of DIR/web01.yaml`},
+			old: "hostname: web02", new: "hostname: lbmaster", lineAt: "hostname: lbmaster",
+			field: "hostname", msg: `"lbmaster" is also the hostname of DIR/lbmaster.yaml`},
 		{name: "router id differs", file: "lbmaster.yaml",
 			old: "router_id: 77", new: "router_id: 78", lineAt: "router_id: 78",
 			field: "vip.router_id", msg: "78 differs from 77 in vip.router_id (DIR/lbbackup.yaml)"},

@@ -135,6 +135,10 @@ func dataTree(o Options) (fs.FS, error) {
 			m[AdminDir+"/"+name] = &fstest.MapFile{Data: data, Mode: 0o600}
 		}
 	}
+	if o.Node.Role == overlays.RoleWeb && len(o.MirrorSecret) > 0 {
+		m["mirror"] = &fstest.MapFile{Mode: fs.ModeDir | 0o700}
+		m[MirrorSecretPath] = &fstest.MapFile{Data: o.MirrorSecret, Mode: 0o600}
+	}
 	if o.Node.Role != overlays.RoleWeb && o.SiteDir == "" {
 		return m, nil
 	}

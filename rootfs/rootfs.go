@@ -47,6 +47,9 @@ type Options struct {
 	// AdminFiles, when set, go to the data partition's AdminDir: the
 	// node's copy of the cluster's admin credential (admin.NodeFiles).
 	AdminFiles map[string][]byte
+	// MirrorSecret, when set, is the cluster's web-root mirroring secret,
+	// written to web nodes' data partitions as MirrorSecretPath (0600).
+	MirrorSecret []byte
 }
 
 // Release is the build metadata stored in the image (/piimage/release.json
@@ -81,6 +84,10 @@ const AdminDir = "piimage/admin"
 // LastGoodPath is where the data partition keeps the last overlay that
 // validated; the init falls back to it when the FAT copy is broken.
 const LastGoodPath = "piimage/last-good.yaml"
+
+// MirrorSecretPath is the mirror's cluster secret on the data partition
+// (overlays.DefaultMirrorSecretFile on the node).
+const MirrorSecretPath = "mirror/secret"
 
 // WebRoot is the web root's folder on the data partition.
 const WebRoot = "www"
