@@ -52,6 +52,15 @@ var pi2Modules = []string{
 	"dwc2",
 	"smsc95xx",
 	"cdc_ether",
+	// The node's nftables firewall (services/firewall): nf_tables with
+	// nfnetlink, and the expressions that are modules in this kernel:
+	// ct (state, notrack; brings nf_conntrack), limit and objref (named
+	// counters). The kernel cannot load them on demand: there is no
+	// modprobe.
+	"nf_tables",
+	"nft_ct",
+	"nft_limit",
+	"nft_objref",
 	// Hardware random numbers, and the watchdog, whose driver also
 	// reboots and powers off the board.
 	"bcm2835_rng",

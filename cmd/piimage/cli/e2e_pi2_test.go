@@ -48,7 +48,8 @@ func TestBootPi2UnderQEMU(t *testing.T) {
 	}
 	// The init really came through the initramfs: it loaded the modules
 	// and handed over to the root's /init.
-	for _, want := range []string{"kernel modules loaded", "leaving the initramfs"} {
+	// Its kernel has nftables as modules: the firewall must be in.
+	for _, want := range []string{"kernel modules loaded", "leaving the initramfs", "firewall installed"} {
 		if !bytes.Contains([]byte(console), []byte(want)) {
 			t.Errorf("console lacks %q", want)
 		}
