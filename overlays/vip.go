@@ -54,6 +54,12 @@ type VIP struct {
 	PreemptDelay Duration `yaml:"preempt_delay,omitempty"`
 	// GARP sets the gratuitous ARPs sent on becoming master.
 	GARP GARP `yaml:"garp,omitempty"`
+	// VirtualMAC, as keepalived's use_vmac, puts the VIP on a macvlan
+	// device vrrp.<router_id> whose MAC is the VRRP virtual MAC
+	// 00-00-5E-00-01-<router_id> while this node is master: clients' ARP
+	// caches then stay right across a failover even if they miss the
+	// gratuitous ARPs. Off by default; not for priority 255.
+	VirtualMAC bool `yaml:"virtual_mac,omitempty"`
 	// Track lists what lowers this node's priority or forces it to backup.
 	Track Track `yaml:"track,omitempty"`
 	// Routers are further virtual routers of this node, each a complete
@@ -278,6 +284,9 @@ func (v *VIP) validateRouter(p *problems, path string, n *Node) {
 	}
 	if v.PreemptDelay.Duration != 0 && !v.PreemptOrDefault() {
 		p.addf(path+".preempt_delay", "has no effect with preempt: false")
+	}
+	if v.VirtualMAC && v.Priority == 255 {
+		p.addf(path+".virtual_mac", "the address owner (priority 255) keeps its own MAC; drop virtual_mac or lower the priority")
 	}
 	if c := v.GARP.Count; c < 0 || c > 100 {
 		p.addf(path+".garp.count", "%d is out of range 1..100", c)

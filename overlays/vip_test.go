@@ -30,6 +30,7 @@ func TestVIPValid(t *testing.T) {
   advert_interval: 2s
   preempt: false
   garp: {count: 5, interval: 10ms}
+  virtual_mac: true
   peers: [192.168.1.13]
   track:
     balancer: {weight: 50}
@@ -46,7 +47,7 @@ func TestVIPValid(t *testing.T) {
 	}
 	v := n.VIP
 	if v.VersionOrDefault() != 2 || v.AdvertIntervalOrDefault() != 2*time.Second || v.PreemptOrDefault() ||
-		v.GARP.CountOrDefault() != 5 || len(v.AllAddresses()) != 2 || len(v.AllRouters()) != 2 {
+		v.GARP.CountOrDefault() != 5 || !v.VirtualMAC || len(v.AllAddresses()) != 2 || len(v.AllRouters()) != 2 {
 		t.Errorf("got %+v", v)
 	}
 	r := v.AllRouters()[1]
@@ -77,6 +78,7 @@ func TestVIPInvalid(t *testing.T) {
 		{"same vrid other interface is fine but vip clash", base + "  routers: [{router_id: 77, interface: wlan0, priority: 10, address: 192.168.1.15/24}]\n", "vip.routers[0].address", "outside 192.168.2.0/24"},
 		{"vip in two routers", base + "  routers: [{router_id: 78, priority: 10, address: 192.168.1.15/24}]\n", "vip.routers[0].address", "also vip.address"},
 		{"nested routers", base + "  routers: [{router_id: 78, priority: 10, address: 192.168.1.20/24, routers: [{router_id: 79, priority: 1, address: 192.168.1.21/24}]}]\n", "vip.routers[0].routers", "cannot nest"},
+		{"virtual mac of the owner", "  router_id: 77\n  priority: 255\n  address: 192.168.1.14/24\n  virtual_mac: true\n", "vip.virtual_mac", "owner"},
 		{"peer is vip", base + "  addresses: [192.168.1.16/24]\n  peers: [192.168.1.16]\n", "vip.peers[0]", "VIP itself"},
 	}
 	for _, tt := range tests {
