@@ -49,7 +49,11 @@ func (r *instance) startHardening(ctx context.Context, wg *sync.WaitGroup) *hard
 		return firewall.Generate(r.loaded.node, o)
 	}, &firewall.Applier{AllowInitial: pid1})
 
-	if pid1 {
+	// The clock is the whole machine's, whatever the namespaces: only the
+	// machine's own init sets it, never an init that a test runs as PID 1
+	// of a PID namespace (there PID 2 is not the kernel's kthreadd).
+	setClock := pid1 && machineInit()
+	if setClock {
 		floorClock(r.con, r.release.Built)
 	}
 	n := r.loaded.node
@@ -57,7 +61,7 @@ func (r *instance) startHardening(ctx context.Context, wg *sync.WaitGroup) *hard
 		Servers:  n.TimeServersOrDefault(),
 		Interval: n.TimeIntervalOrDefault(),
 		Clock:    timesync.SystemClock{},
-		SetClock: pid1,
+		SetClock: setClock,
 		Log:      r.log.With("part", "timesync"),
 	}
 	h.syncRun = len(h.sync.Servers) > 0

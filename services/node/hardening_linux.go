@@ -50,3 +50,13 @@ func (b *boot) protectDataStep() error {
 	}
 	return nil
 }
+
+// machineInit reports whether this process is the machine's init: PID 1
+// in the initial PID namespace, where PID 2 is the kernel's kthreadd.
+func machineInit() bool {
+	if os.Getpid() != 1 {
+		return false
+	}
+	ok, _ := isKernelThread(2)
+	return ok
+}
