@@ -21,6 +21,3 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 func inInitialNamespace(kind string) (bool, error) { return true, errUnsupported }
 
 func setHostname(name string) error { return fmt.Errorf("setting the hostname: %w", errUnsupported) }
-
-// machineInit is false off Linux.
-func machineInit() bool { return false }
