@@ -19,7 +19,7 @@ unit:
 	$(GO) test ./...
 
 e2e:
-	PIIMAGE_E2E=1 $(GO) test -count=1 -v -run TestBootUnderQEMU ./cmd/piimage/cli/
+	PIIMAGE_E2E=1 $(GO) test -count=1 -v -run 'TestBootUnderQEMU|TestBootPi2UnderQEMU' ./cmd/piimage/cli/
 
 # bench runs ours and the incumbents side by side and prints the ratios. It
 # never fails the build: each benchmark reports what it could not run.
