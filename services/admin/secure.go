@@ -106,13 +106,22 @@ func ServeSplit(ctx context.Context, lns []net.Listener, tlsConfig *tls.Config, 
 }
 
 // split accepts connections from ln and hands each to tlsLn or plainLn by
-// its first byte.
+// its first byte. Accept errors other than a closed listener (a connection reset while
+// queued, too many open files) are waited out, as net/http does: an
+// upload in flight must not end because another client gave up.
 func split(ln net.Listener, tlsLn, plainLn *chanListener) error {
+	delay := 5 * time.Millisecond
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return err
 		}
+		if err != nil {
+			time.Sleep(delay)
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
 		go func() {
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			br := bufio.NewReader(c)

@@ -73,7 +73,7 @@ func (r *instance) serveAdmin(ctx context.Context, srv *admin.Server, lns []net.
 
 // watchTrial runs this boot's trial: every second it checks that eth0 is
 // configured and every supervised service runs healthy without
-// restarting; when that holds for the stable period it commits, and when
+// restarting (or has ended by choice, supervise.StateFinished); when that holds for the stable period it commits, and when
 // the deadline passes first it rolls back and asks for a reboot.
 func (o *otaNode) watchTrial(ctx context.Context, sup statuser, eth0Ready <-chan struct{}, reboots chan<- action) {
 	if o == nil || o.trial == nil || o.agent == nil {
@@ -131,7 +131,9 @@ func (o *otaNode) problems(sup statuser, eth0Ready <-chan struct{}, restarts map
 			p = append(p, fmt.Sprintf("%s restarted (%s)", st.Name, st.LastExit))
 		}
 		restarts[st.Name] = st.Restarts
-		if !st.Healthy() {
+		// A service that ended with "don't restart" chose to (e.g. a
+		// mirror with nothing to mirror on this node).
+		if !st.Healthy() && st.State != supervise.StateFinished {
 			p = append(p, fmt.Sprintf("%s: %s (%s)", st.Name, st.State, st.Health))
 		}
 	}

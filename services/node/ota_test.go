@@ -29,6 +29,7 @@ func TestTrialProblems(t *testing.T) {
 		{"backoff", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateBackoff, Health: supervise.HealthNotRunning}}}, false, "web: backoff"},
 		{"restarted", ready, [][]supervise.Status{{ok}, {{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 1, LastExit: "exit status 1"}}}, false, "web restarted (exit status 1)"},
 		{"restarts before the trial began count once", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 2}}}, false, ""},
+		{"finished by choice", ready, [][]supervise.Status{{ok, {Name: "mirror", State: supervise.StateFinished, Health: supervise.HealthNotRunning}}}, false, ""},
 		{"test hook", ready, [][]supervise.Status{{ok}}, true, "fails its health checks on purpose"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

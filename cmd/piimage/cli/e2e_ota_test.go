@@ -85,10 +85,17 @@ func TestOTAUnderQEMU(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	loop, err := qemu.StartLoop(ctx, qemu.LoopConfig{
-		Config:   qemu.Config{Image: imgs["v1"], WorkDir: filepath.Join(dir, "qemu"), Forwards: []qemu.Forward{{Host: port, Guest: 9000}}},
-		MaxBoots: 6,
-	})
+	cfg := qemu.Config{Image: imgs["v1"], WorkDir: filepath.Join(dir, "qemu"), Forwards: []qemu.Forward{{Host: port, Guest: 9000}}}
+	if p := os.Getenv("PIIMAGE_E2E_CONSOLE"); p != "" {
+		// Follow the guest's console in a file while the test runs.
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cfg.Console = f
+	}
+	loop, err := qemu.StartLoop(ctx, qemu.LoopConfig{Config: cfg, MaxBoots: 6})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -272,7 +272,11 @@ func pushUpdate(ctx context.Context, c *adminClient, img *otaimage.Image, o upda
 	case ota.ResultCommitted:
 		fmt.Fprintf(o.out, "committed: %s runs %s in slot %s (%.0fs from the start, %.1f MB sent)\n", c.base, out.Version, out.Slot, out.Took.Seconds(), float64(out.Sent)/1e6)
 	default:
-		fmt.Fprintf(o.out, "rolled back: %s runs %s again (%.0fs from the start): %s\n", c.base, res.Previous, out.Took.Seconds(), out.Reason)
+		prev := res.Previous
+		if prev == "" {
+			prev = "its previous version"
+		}
+		fmt.Fprintf(o.out, "rolled back: %s runs %s again (%.0fs from the start): %s\n", c.base, prev, out.Took.Seconds(), out.Reason)
 	}
 	return out, nil
 }
@@ -331,12 +335,16 @@ type countingWriter struct {
 	n, total int64
 	progress *flash.ProgressPrinter
 	start    time.Time
+	ended    bool
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
-	if c.progress != nil {
+	// The stream's headers make it a little longer than total: show the
+	// end once.
+	if c.progress != nil && !c.ended {
+		c.ended = c.n >= c.total
 		c.progress.Update(flash.Progress{Phase: "sending", Done: min(c.n, c.total), Total: c.total, Elapsed: time.Since(c.start)})
 	}
 	return n, err

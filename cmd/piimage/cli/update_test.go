@@ -55,17 +55,23 @@ func TestKeygen(t *testing.T) {
 // kernel, signed by the key in keysDir.
 func smallImage(t *testing.T, dir, version, kernel, keysDir string) string {
 	t.Helper()
+	return smallRoleImage(t, dir, version, kernel, keysDir, "web")
+}
+
+// smallRoleImage is smallImage for a role.
+func smallRoleImage(t *testing.T, dir, version, kernel, keysDir, role string) string {
+	t.Helper()
 	cfg := "os_prefix=slot-a/\nkernel=vmlinuz\n"
 	f := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s), Mode: 0o644} }
 	boot := fstest.MapFS{
 		"config.txt": f(cfg), "tryboot.txt": f(cfg),
 		"slot-a/vmlinuz":       f(strings.Repeat(kernel, 3000)),
 		"slot-a/cmdline.txt":   f("console=ttyS0 root=PARTUUID=0a0b0c0d-02 ro\n"),
-		"slot-a/release.json":  f(`{"version":"` + version + `","board":"pi3"}`),
+		"slot-a/release.json":  f(`{"version":"` + version + `","board":"pi3","role":"` + role + `"}`),
 		"slot-a/manifest.json": {Mode: 0o644}, "slot-a/manifest.sig": {Mode: 0o644},
 		"slot-b": {Mode: fs.ModeDir | 0o755},
 	}
-	p := filepath.Join(dir, version+".img")
+	p := filepath.Join(dir, role+"-"+version+".img")
 	_, err := image.Write(context.Background(), p, &image.Plan{
 		Layout: image.Layout{DiskID: 0x0a0b0c0d}, Boot: boot,
 		Root: fstest.MapFS{"init": {Data: []byte("init " + version), Mode: 0o755}},
@@ -92,6 +98,8 @@ type fakeNode struct {
 	boot  string
 	agent *ota.Agent
 	fail  string
+	// updated, when set, is called when an update was written.
+	updated func()
 }
 
 func startFakeNode(t *testing.T, keysDir string) *fakeNode {
@@ -136,6 +144,9 @@ func startFakeNode(t *testing.T, keysDir string) *fakeNode {
 		Interfaces: overlays.Interfaces{Eth0: &overlays.Interface{Address: netip.MustParsePrefix("10.0.2.15/24")}}}}
 	up := &admin.OTA{Agent: n.agent, Log: slog.New(slog.DiscardHandler), Updated: func(res *ota.Result) {
 		// The reboot into the trial, and its verdict.
+		if n.updated != nil {
+			n.updated()
+		}
 		a := newAgent(res.Slot)
 		_, tr, _, err := a.OnBoot()
 		if err != nil {
