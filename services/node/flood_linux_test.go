@@ -205,9 +205,20 @@ time: {disabled: true}
 	} else {
 		t.Logf("lb1 firewall counters: %+v", st.Firewall.Counters)
 	}
+	// Each service runs with only its own capabilities (caps_linux.go),
+	// and the VIP still works with them (above).
+	wantCaps := map[string]uint64{
+		"balancer": 1 << unix.CAP_NET_BIND_SERVICE,
+		"vip":      1<<unix.CAP_NET_BIND_SERVICE | 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW,
+	}
 	for _, s := range st.Services {
 		if s.Restarts > 0 || !s.Healthy() {
 			t.Errorf("lb1 service %s after the flood: %+v", s.Name, s)
+		}
+		if want, ok := wantCaps[s.Name]; ok {
+			if got := procStatus(t, s.PID)["CapEff"]; got != fmt.Sprintf("%016x", want) {
+				t.Errorf("lb1 service %s has CapEff %s, want %016x", s.Name, got, want)
+			}
 		}
 	}
 	// The backup kept hearing the master's adverts through its firewall.
