@@ -345,7 +345,7 @@ func runLabLoad(ctx context.Context, g labGlobal, args []string, stdout, stderr 
 	defer l.Close()
 	url := "http://" + l.State.Plan.VIP().String() + path
 	fmt.Fprintf(stdout, "GET %s at %.0f/s for %v from the client namespace\n", url, rate, duration)
-	run, err := lab.RunLoad(ctx, lab.LoadConfig{URL: url, Rate: rate, Duration: duration, Timeout: timeout, Transport: l.Transport()})
+	run, err := lab.RunLoad(ctx, lab.LoadConfig{URL: url, Rate: rate, Duration: duration, Timeout: timeout, Transport: l.LoadTransport()})
 	if err != nil {
 		return err
 	}

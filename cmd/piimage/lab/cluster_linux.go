@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -124,14 +125,22 @@ func (l *Lab) WaitReady(ctx context.Context, d time.Duration) error {
 // client's for node "client".
 func (l *Lab) Command(ctx context.Context, node string, name string, args ...string) (*exec.Cmd, error) {
 	ns := l.State.Plan.ClientNS
+	argv := []string{"ip", "netns", "exec", ns, name}
 	if node != ClientName {
 		pn, ok := l.State.Plan.Node(node)
 		if !ok {
 			return nil, fmt.Errorf("no node %q in the lab (nodes: %s, and %s)", node, strings.Join(l.State.Plan.Hosts(), ", "), ClientName)
 		}
-		ns = pn.NS
+		argv[3] = pn.NS
+		// With the node's init running, also enter its UTS namespace, so
+		// the command sees the node's hostname.
+		if p, ok := l.State.Procs[node]; ok && p.alive() {
+			if nsenter, err := exec.LookPath("nsenter"); err == nil {
+				argv = append([]string{nsenter, "--target", fmt.Sprint(p.PID), "--uts", "--"}, argv...)
+			}
+		}
 	}
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
 	cmd.Env = os.Environ()
 	return cmd, nil
 }
@@ -139,6 +148,7 @@ func (l *Lab) Command(ctx context.Context, node string, name string, args ...str
 // vipProbe reads the load balancers' eth0 addresses over netlink, cheaply
 // enough to poll every few milliseconds.
 type vipProbe struct {
+	mu      sync.Mutex // a netlink handle serves one request at a time
 	hosts   []string
 	handles []*netlink.Handle
 }
@@ -171,6 +181,8 @@ func (l *Lab) newVIPProbe() (*vipProbe, error) {
 
 // holders returns the load balancers whose eth0 has vip.
 func (p *vipProbe) holders(vip netip.Addr) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var out []string
 	for i, h := range p.handles {
 		link, err := h.LinkByName("eth0")

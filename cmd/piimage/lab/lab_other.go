@@ -41,6 +41,7 @@ type Lab struct {
 
 func (l *Lab) Close() error                                              { return nil }
 func (l *Lab) Transport() *http.Transport                                { return &http.Transport{} }
+func (l *Lab) LoadTransport() *http.Transport                            { return &http.Transport{} }
 func (l *Lab) WaitReady(ctx context.Context, d time.Duration) error      { return errUnsupported }
 func (l *Lab) Fail(host, how string) error                               { return errUnsupported }
 func (l *Lab) Heal(host string) error                                    { return errUnsupported }

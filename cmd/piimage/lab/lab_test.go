@@ -52,6 +52,9 @@ func TestNewPlan(t *testing.T) {
 	if p.VIP().String() != "192.168.1.15" || len(p.VIPs) != 1 {
 		t.Errorf("VIPs = %v", p.VIPs)
 	}
+	if len(p.ClientPool) != clientPoolSize || p.ClientPool[0].String() != "192.168.1.254" || p.ClientPool[clientPoolSize-1].String() != "192.168.1.223" {
+		t.Errorf("client pool = %v, want 192.168.1.254 down to .223", p.ClientPool)
+	}
 }
 
 func TestNewPlanRefuses(t *testing.T) {

@@ -56,6 +56,10 @@ type Plan struct {
 	// it (the nodes' gateway when no node uses that address).
 	Subnet netip.Prefix `json:"subnet"`
 	Client netip.Prefix `json:"client"`
+	// ClientPool are further addresses of the client from which load is
+	// sent, one connection from each in turn, so the load looks like many
+	// clients (the nodes' firewall limits new connections per source).
+	ClientPool []netip.Addr `json:"client_pool"`
 	// VIPs are the load balancers' floating addresses.
 	VIPs []netip.Prefix `json:"vips"`
 	// Nodes are the cluster's nodes, load balancers first.
@@ -208,8 +212,22 @@ func NewPlan(name, dir string, nodes []*overlays.Node) (*Plan, error) {
 		return nil, err
 	}
 	p.Client = client
+	used[client.Addr()] = true
+	for len(p.ClientPool) < clientPoolSize {
+		a, err := clientAddr(p.Subnet, nil, used)
+		if err != nil {
+			break
+		}
+		used[a.Addr()] = true
+		p.ClientPool = append(p.ClientPool, a.Addr())
+	}
 	return p, nil
 }
+
+// clientPoolSize is how many source addresses the load comes from: at
+// 3,200 requests a second each sends 100, the firewall's default limit
+// of new connections per source.
+const clientPoolSize = 32
 
 // clientAddr picks the client's address: the nodes' gateway when it is in
 // the subnet and free (the client then plays the router), else the highest

@@ -43,7 +43,7 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 		Started: time.Now(),
 		Setup: []string{
 			fmt.Sprintf("Lab %s: %d nodes (%s) in network namespaces on one bridge; VIP %s.", p.Name, len(p.Nodes), strings.Join(p.Hosts(), ", "), p.VIP()),
-			fmt.Sprintf("Load: GET http://%s/whoami at %.0f requests/s from the client namespace, each on a new connection, %v timeout; %v before the fault, %v after.", p.VIP(), cfg.Rate, cfg.Timeout, cfg.Before, cfg.After),
+			fmt.Sprintf("Load: GET http://%s/whoami at %.0f requests/s from the client namespace (%d source addresses in turn, as many clients), each on a new connection, %v timeout; %v before the fault, %v after.", p.VIP(), cfg.Rate, max(1, len(p.ClientPool)), cfg.Timeout, cfg.Before, cfg.After),
 			fmt.Sprintf("\"during\" is the %v after the fault; latencies are of answered requests (p50/p99); a failed request is an error, a timeout or a status other than 2xx/3xx.", DuringWindow),
 			"Numbers come from a shared machine (2 cores, other work running): treat them as indicative.",
 		},
@@ -139,7 +139,7 @@ func (l *Lab) measure(ctx context.Context, cfg ReportConfig, s *Scenario, fault 
 	t0 := time.Now().Add(50 * time.Millisecond)
 	total := cfg.Before + cfg.After
 	lc := LoadConfig{URL: "http://" + vip.String() + "/whoami", Rate: cfg.Rate, Duration: total, Timeout: cfg.Timeout,
-		Transport: l.Transport(), Start: t0}
+		Transport: l.LoadTransport(), Start: t0}
 
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/piimage/piimage/overlays"
@@ -169,10 +172,12 @@ func (s *State) buildNetwork() error {
 	if err := ipSteps(plugSteps(p.BridgeNS, p.ClientNS, p.ClientPort)); err != nil {
 		return err
 	}
-	if err := ipSteps([][]string{
-		{"-n", p.ClientNS, "addr", "add", p.Client.String(), "dev", "eth0"},
-		{"-n", p.ClientNS, "link", "set", "eth0", "up"},
-	}); err != nil {
+	steps = [][]string{{"-n", p.ClientNS, "addr", "add", p.Client.String(), "dev", "eth0"}}
+	for _, a := range p.ClientPool {
+		steps = append(steps, []string{"-n", p.ClientNS, "addr", "add", netip.PrefixFrom(a, p.Subnet.Bits()).String(), "dev", "eth0"})
+	}
+	steps = append(steps, []string{"-n", p.ClientNS, "link", "set", "eth0", "up"})
+	if err := ipSteps(steps); err != nil {
 		return err
 	}
 	for _, n := range p.Nodes {
@@ -378,6 +383,28 @@ func open(st *State) (*Lab, error) {
 // client namespace.
 func (l *Lab) Transport() *http.Transport {
 	return &http.Transport{DialContext: l.client.DialContext, DisableKeepAlives: true}
+}
+
+// LoadTransport is Transport for load: each connection comes from the
+// next address of the client's pool, as from many clients.
+func (l *Lab) LoadTransport() *http.Transport {
+	pool := l.State.Plan.ClientPool
+	if len(pool) == 0 {
+		return l.Transport()
+	}
+	var next atomic.Uint64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		src := pool[int(next.Add(1)%uint64(len(pool)))]
+		var c net.Conn
+		err := l.client.do(func() error {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	return &http.Transport{DialContext: dial, DisableKeepAlives: true}
 }
 
 // Close releases the client namespace handle; the lab keeps running.
