@@ -22,6 +22,7 @@ import (
 //	  secret_file: /data/mirror/secret  # the default
 //	  scan_interval: 1m
 //	  batch_delay: 20ms
+//	  atomic_tree: false              # true: replicas switch the whole tree at once
 type Mirror struct {
 	// Primary is the hostname of the web node whose root the others copy;
 	// on the primary itself it is its own hostname.
@@ -52,6 +53,14 @@ type Mirror struct {
 	// BatchDelay is how long the primary waits for a burst of changes to
 	// settle before sending them, 0..10s; 0 means DefaultMirrorBatchDelay.
 	BatchDelay Duration `yaml:"batch_delay,omitempty"`
+	// AtomicTree makes replicas switch their whole web root at once: the
+	// root becomes a symbolic link to a generation of the tree (a sibling
+	// folder <root>.gen-N), and each burst of changes from the primary is
+	// applied to a working copy (<root>.stage) and then published as a new
+	// generation with one rename of the link, so the web server serves the
+	// whole old tree or the whole new one. Costs one hard link per file
+	// per burst. Ignored on the primary.
+	AtomicTree bool `yaml:"atomic_tree,omitempty"`
 }
 
 // MirrorTLS names the PEM files of the mirror's TLS identity, absolute

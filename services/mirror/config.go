@@ -84,19 +84,30 @@ type Config struct {
 	// NoFsync skips the syncfs before each group of renames (after a power
 	// cut, files may then be empty; the next listing fetches them again).
 	NoFsync bool
+	// AtomicTree makes a replica switch its whole tree at once: the root
+	// becomes a link to a generation of the tree, and each generation from
+	// the primary, once wholly applied to a working copy beside the root,
+	// becomes a new generation the link is switched to in one rename
+	// (generations.go). A reader that holds the root open sees the whole
+	// old tree or the whole new one. Ignored on the primary.
+	AtomicTree bool
+	// GenerationGrace is how long a replaced generation is kept for the
+	// readers still in it; 0 means 30s.
+	GenerationGrace time.Duration
 	// Dial opens the replica's TCP connection; nil means net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Defaults.
 const (
-	DefaultListen        = ":8873"
-	DefaultScanInterval  = time.Minute
-	DefaultBatchDelay    = 20 * time.Millisecond
-	DefaultMaxBatchDelay = 500 * time.Millisecond
-	DefaultHeartbeat     = 2 * time.Second
-	DefaultMaxBackoff    = 5 * time.Second
-	DefaultWindow        = 64
+	DefaultListen          = ":8873"
+	DefaultScanInterval    = time.Minute
+	DefaultBatchDelay      = 20 * time.Millisecond
+	DefaultMaxBatchDelay   = 500 * time.Millisecond
+	DefaultHeartbeat       = 2 * time.Second
+	DefaultMaxBackoff      = 5 * time.Second
+	DefaultWindow          = 64
+	DefaultGenerationGrace = 30 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -126,6 +137,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.GenerationGrace == 0 {
+		c.GenerationGrace = DefaultGenerationGrace
 	}
 	if c.Window == 0 {
 		c.Window = DefaultWindow
@@ -177,6 +191,7 @@ func ConfigFromNode(node *overlays.Node) (Config, error) {
 		Excludes:     m.Exclude,
 		ScanInterval: m.ScanIntervalOrDefault(),
 		BatchDelay:   m.BatchDelayOrDefault(),
+		AtomicTree:   m.AtomicTree,
 	}
 	if !m.IsPrimary(node) {
 		c.Primary = m.PrimaryDialAddress()

@@ -14,3 +14,10 @@ const haveSyncfs = true
 func syncFS(dir *os.File) error {
 	return unix.Syncfs(int(dir.Fd()))
 }
+
+// exchange swaps the entries at a and b in one step (renameat2 with
+// RENAME_EXCHANGE), so that a folder can become a link with no moment
+// where neither is there.
+func exchange(a, b string) error {
+	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+}

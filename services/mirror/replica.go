@@ -33,6 +33,9 @@ type replica struct {
 	remote map[string]wire.Item
 	// rootDir is the root folder open for syncfs.
 	rootDir *os.File
+	// gens switches the whole tree at once (Config.AtomicTree); the
+	// syncer then writes the working copy gens.stage.
+	gens *generations
 
 	mu    sync.Mutex
 	view  ReplicaStatus
@@ -51,19 +54,26 @@ func newReplica(cfg Config, log *slog.Logger, st *counters) (*replica, error) {
 // run keeps a session with the primary up until ctx is done, reconnecting
 // with backoff.
 func (r *replica) run(ctx context.Context) error {
-	if err := os.MkdirAll(r.cfg.Root, 0o755); err != nil {
+	dir := r.cfg.Root
+	if r.cfg.AtomicTree {
+		r.gens = newGenerations(r.cfg.Root, r.cfg.GenerationGrace, r.ex, r.log)
+		if err := r.gens.setup(); err != nil {
+			return fmt.Errorf("setting up whole-tree switches: %w", err)
+		}
+		dir = r.gens.stage
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating web root: %w", err)
 	}
-	root, err := os.OpenRoot(r.cfg.Root)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("opening web root: %w", err)
 	}
 	defer root.Close()
-	if r.rootDir, err = os.Open(r.cfg.Root); err != nil {
+	if r.rootDir, err = os.Open(dir); err != nil {
 		return fmt.Errorf("opening web root: %w", err)
 	}
 	defer r.rootDir.Close()
-	r.loc = &local{root: root, dir: r.cfg.Root, fsync: !r.cfg.NoFsync, log: r.log}
+	r.loc = &local{root: root, dir: dir, fsync: !r.cfg.NoFsync, log: r.log}
 	defer r.loc.closeDirs()
 
 	stop := make(chan struct{})
@@ -71,12 +81,18 @@ func (r *replica) run(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(r.cfg.ScanInterval)
 		defer t.Stop()
+		gc := time.NewTicker(time.Second)
+		defer gc.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
 				r.audit.Store(true)
+			case now := <-gc.C:
+				if r.gens != nil {
+					r.gens.gc(now)
+				}
 			}
 		}
 	}()

@@ -80,6 +80,8 @@ type Counters struct {
 	Sessions int64
 	// WireIn and WireOut count bytes of all sessions, TLS included.
 	WireIn, WireOut int64
+	// Switches counts whole-tree switches (Config.AtomicTree).
+	Switches int64
 }
 
 // counters are the live Counters plus the last error.
@@ -90,6 +92,7 @@ type counters struct {
 	refused, corrupt         atomic.Int64
 	authFailures, sessions   atomic.Int64
 	wireIn, wireOut          atomic.Int64
+	switches                 atomic.Int64
 
 	mu      sync.Mutex
 	lastErr string
@@ -116,6 +119,7 @@ func (c *counters) snapshot() (Counters, string, time.Time) {
 		Refused: c.refused.Load(), Corrupt: c.corrupt.Load(),
 		AuthFailures: c.authFailures.Load(), Sessions: c.sessions.Load(),
 		WireIn: c.wireIn.Load(), WireOut: c.wireOut.Load(),
+		Switches: c.switches.Load(),
 	}, e, at
 }
 

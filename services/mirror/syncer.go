@@ -33,7 +33,9 @@ type syncer struct {
 	listingGen uint64
 
 	lastFinal uint64
-	finals    []uint64 // final generations not yet acked, ascending
+	openGen   bool      // a generation's batches have begun and not ended
+	retryAt   time.Time // of a whole-tree switch that failed
+	finals    []uint64  // final generations not yet acked, ascending
 	acked     uint64
 	genSeen   map[uint64]time.Time
 	pending   map[uint64]int // outstanding paths per generation
@@ -215,6 +217,7 @@ func (s *syncer) onBatch(b wire.Batch) error {
 		}
 		return nil
 	}
+	s.openGen = b.Flags&wire.FlagFinal == 0
 	for _, it := range b.Items {
 		if s.r.ex.excluded(it.Path, it.Kind == wire.KindDir) {
 			continue
@@ -305,7 +308,9 @@ func (s *syncer) needFile(it wire.Item, gen uint64) {
 		if sameItem(loc, it) {
 			return
 		}
-		if loc.Size == it.Size && loc.MtimeNs == it.MtimeNs {
+		// Under whole-tree switches the file may be linked into the
+		// published generation: fetch it again rather than change it.
+		if loc.Size == it.Size && loc.MtimeNs == it.MtimeNs && s.r.gens == nil {
 			if s.readyMap[it.Path] != nil {
 				s.commitReady()
 			}
@@ -446,11 +451,22 @@ func (s *syncer) settle() {
 			minPending = g
 		}
 	}
+	if s.idle() && len(s.touched) > 0 {
+		for d := range s.touched {
+			if it, ok := s.r.remote[d]; ok && it.Kind == wire.KindDir {
+				s.l.setDirTime(d, it.MtimeNs)
+			}
+		}
+		s.touched = map[string]bool{}
+	}
 	target := s.acked
 	i := 0
 	for i < len(s.finals) && (minPending == 0 || s.finals[i] < minPending) {
 		target = s.finals[i]
 		i++
+	}
+	if target > s.acked && s.r.gens != nil && !s.switchTree() {
+		target, i = s.acked, 0 // ack once the tree is switched
 	}
 	s.finals = s.finals[i:]
 	if target > s.acked {
@@ -473,18 +489,30 @@ func (s *syncer) settle() {
 		s.dropStash()
 		s.idleSince = time.Time{}
 	}
-	if s.idle() && len(s.touched) > 0 {
-		for d := range s.touched {
-			if it, ok := s.r.remote[d]; ok && it.Kind == wire.KindDir {
-				s.l.setDirTime(d, it.MtimeNs)
-			}
-		}
-		s.touched = map[string]bool{}
-	}
 	if !s.synced && s.inSync() {
 		s.synced, s.syncedAt = true, time.Now()
 		s.r.log.Info("mirror: replica in sync", "after", s.syncedAt.Sub(s.start).Round(time.Millisecond), "entries", len(s.r.remote))
 	}
+}
+
+// switchTree publishes the working copy as the new generation of the
+// tree once everything received is applied and no generation is half
+// received; it reports whether the tree is switched.
+func (s *syncer) switchTree() bool {
+	if !s.idle() || s.openGen || time.Now().Before(s.retryAt) {
+		return false
+	}
+	var sync func() error
+	if s.l.fsync {
+		sync = func() error { return syncFS(s.r.rootDir) }
+	}
+	if err := s.r.gens.publish(sync); err != nil {
+		s.retryAt = time.Now().Add(time.Second)
+		s.noteErr(fmt.Errorf("switching the whole tree: %w", err))
+		return false
+	}
+	s.r.st.switches.Add(1)
+	return true
 }
 
 // lag reports how long the oldest change not applied has waited and the
