@@ -149,7 +149,11 @@ func ensureKeys(dir string, w io.Writer) (*clusterKeys, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeSecret(filepath.Join(dir, keyFile), privPEM); err != nil {
+		switch err := writeSecret(filepath.Join(dir, keyFile), privPEM); {
+		case errors.Is(err, fs.ErrExist):
+			// Another build made it a moment ago: use theirs.
+			return loadKeys(dir)
+		case err != nil:
 			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, pubFile), pubPEM, 0o644); err != nil {
@@ -170,7 +174,10 @@ func ensureCredential(dir string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeSecret(filepath.Join(dir, adminKeyFile), c.KeyPEM); err != nil {
+		switch err := writeSecret(filepath.Join(dir, adminKeyFile), c.KeyPEM); {
+		case errors.Is(err, fs.ErrExist):
+			return nil // another build is making it
+		case err != nil:
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(dir, adminCertFile), c.CertPEM, 0o644); err != nil {
