@@ -73,7 +73,7 @@ func usage(w io.Writer, cmds []command) {
 	fmt.Fprintln(w, "piimage builds Raspberry Pi SD-card images for a small HA web cluster.")
 	fmt.Fprintln(w, "\nUsage: piimage COMMAND [flags]\n\nCommands:")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'piimage COMMAND -h' for a command's flags.")
 }
