@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -9,9 +10,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,9 +152,32 @@ func TestConfigFromNode(t *testing.T) {
 		t.Errorf("New: %v", err)
 	}
 
-	node.Mirror.SecretFile = filepath.Join(dir, "missing")
-	if _, err := New(node, testLog(t)); err == nil {
-		t.Error("a missing secret file was accepted")
+	// A missing secret: the service waits for it, and Health says what
+	// is missing and how to provision it.
+	missing := filepath.Join(dir, "missing")
+	node.Mirror.SecretFile = missing
+	node.Mirror.PrimaryAddress = netip.MustParseAddr("127.0.0.1")
+	node.Mirror.Port = closedPort(t)
+	svc, err := New(node, testLog(t))
+	if err != nil {
+		t.Fatalf("New without the secret: %v", err)
+	}
+	herr := svc.Health()
+	if herr == nil || !strings.Contains(herr.Error(), missing) || !strings.Contains(herr.Error(), "MirrorSecret") {
+		t.Errorf("Health without the secret: %v", herr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	os.WriteFile(missing, append(testSecret, '\n'), 0o600)
+	if !waitFor(3*secretPoll, func() bool { err := svc.Health(); return err != nil && !strings.Contains(err.Error(), missing) }) {
+		t.Errorf("the mirror did not start once the secret appeared: %v", svc.Health())
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
 	}
 	os.WriteFile(filepath.Join(dir, "short"), []byte("short\n"), 0o600)
 	node.Mirror.SecretFile = filepath.Join(dir, "short")
@@ -175,6 +201,16 @@ func TestConfigFromNode(t *testing.T) {
 	if _, err := New(node, testLog(t)); err == nil {
 		t.Error("a node without a mirror section was accepted")
 	}
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestIdentityFromFiles runs a session with file-based identities.

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"time"
@@ -110,8 +111,13 @@ func issue(ca *x509.Certificate, caKey ed25519.PrivateKey, name string) (*Identi
 // part of the secret.
 func ReadSecret(file string) ([]byte, error) {
 	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("the mirror's cluster secret %s is missing; provision it when building the image "+
+			"(rootfs.Options.MirrorSecret, written to the data partition as mirror/secret) or write the same "+
+			"random secret of at least 16 bytes to %s (mode 0600) on every web node: %w", file, file, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the mirror secret: %w", err)
+		return nil, fmt.Errorf("reading the mirror secret %s: %w", file, err)
 	}
 	return bytes.TrimSpace(b), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,6 +25,10 @@ type Service struct {
 	repl    *replica
 	running bool
 	reload  chan Config
+	// node and waitErr are set while the secret file is missing: Run
+	// waits for it and Health reports waitErr.
+	node    *overlays.Node
+	waitErr error
 }
 
 var _ services.Service = (*Service)(nil)
@@ -31,12 +36,68 @@ var _ services.Service = (*Service)(nil)
 // New is the services.Factory of the mirror: it builds the configuration
 // from the node's overlay (see ConfigFromNode; this reads the TLS material
 // from the data partition) and opens no sockets.
+//
+// A missing secret file is not fatal: the service then waits for it to
+// appear (checking every secretPoll) and Health reports what is missing.
 func New(node *overlays.Node, log *slog.Logger) (services.Service, error) {
 	cfg, err := ConfigFromNode(node)
+	if err != nil && errors.Is(err, fs.ErrNotExist) && node.Mirror != nil && node.Mirror.TLS == nil {
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("mirror: waiting for the cluster secret", "err", err)
+		s := &Service{log: log, cfg: Config{Name: node.Hostname}, reload: make(chan Config, 1), node: node, waitErr: err}
+		s.st.setErr(err)
+		return s, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	return NewService(cfg, log)
+}
+
+// secretPoll is how often a mirror without its secret looks for it.
+const secretPoll = 2 * time.Second
+
+// waitSecret waits until the node's secret file can be read, a reload
+// brings a configuration, or ctx is done (then it reports false).
+func (s *Service) waitSecret(ctx context.Context) bool {
+	t := time.NewTicker(secretPoll)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		node := s.node
+		s.mu.Unlock()
+		if node == nil {
+			return true
+		}
+		cfg, err := ConfigFromNode(node)
+		if err == nil {
+			cfg = cfg.withDefaults()
+			err = cfg.check()
+		}
+		s.mu.Lock()
+		if err == nil {
+			s.cfg, s.node, s.waitErr = cfg, nil, nil
+		} else {
+			s.waitErr = err
+		}
+		s.mu.Unlock()
+		if err == nil {
+			s.log.Info("mirror: the cluster secret is there; starting")
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case c := <-s.reload:
+			s.mu.Lock()
+			s.cfg, s.node, s.waitErr = c, nil, nil
+			s.mu.Unlock()
+			return true
+		case <-t.C:
+		}
+	}
 }
 
 // NewService returns the mirror for cfg.
@@ -66,6 +127,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.running, s.prim, s.repl = false, nil, nil
 		s.mu.Unlock()
 	}()
+	if !s.waitSecret(ctx) {
+		return nil
+	}
 	for {
 		s.mu.Lock()
 		cfg := s.cfg
@@ -145,8 +209,11 @@ func (s *Service) ReloadConfig(cfg Config) error {
 // tree and listens; a replica is connected to its primary.
 func (s *Service) Health() error {
 	s.mu.Lock()
-	p, r := s.prim, s.repl
+	p, r, waitErr := s.prim, s.repl, s.waitErr
 	s.mu.Unlock()
+	if waitErr != nil {
+		return fmt.Errorf("mirror not started: %w", waitErr)
+	}
 	_, lastErr, _ := s.st.snapshot()
 	switch {
 	case p != nil:
