@@ -19,7 +19,11 @@ import (
 // Dashboard returns the cluster dashboard of the lab: every node's
 // /status and the load balancers' counters, read from the client
 // namespace.
-func (l *Lab) Dashboard() *admin.Dashboard {
+func (l *Lab) Dashboard() *admin.Dashboard { return l.dashboard(nil) }
+
+// dashboard is Dashboard, with the mirror lag of replicas when probe is
+// not nil.
+func (l *Lab) dashboard(probe *mirrorProbe) *admin.Dashboard {
 	p := l.State.Plan
 	var urls []string
 	hints := map[string]admin.NodeHint{}
@@ -36,6 +40,12 @@ func (l *Lab) Dashboard() *admin.Dashboard {
 		Client:   &http.Client{Transport: l.Transport()},
 		Extra: func(ctx context.Context, v *admin.NodeView) {
 			pn, ok := p.Node(v.Name)
+			if ok && probe != nil && pn.MirrorPrimary != "" && pn.MirrorPrimary != pn.Host {
+				if lag, ok := probe.lagOf(ctx, l, pn); ok {
+					secs := lag.Seconds()
+					v.MirrorLagSeconds = &secs
+				}
+			}
 			if !ok || !pn.IsLB() {
 				return
 			}
@@ -54,9 +64,11 @@ func (l *Lab) Dashboard() *admin.Dashboard {
 // /dashboard.json), and every node's admin API at /node/HOST/ (so a load
 // balancer's own dashboard is /node/lbmaster/dashboard), proxied into the
 // client namespace.
-func (l *Lab) DashboardHandler() http.Handler {
+func (l *Lab) DashboardHandler() http.Handler { return l.dashboardHandler(nil) }
+
+func (l *Lab) dashboardHandler(probe *mirrorProbe) http.Handler {
 	mux := http.NewServeMux()
-	l.Dashboard().Mount(mux, "")
+	l.dashboard(probe).Mount(mux, "")
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard", http.StatusFound)
 	})
@@ -103,9 +115,17 @@ func ListenDashboard(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ServeDashboard serves DashboardHandler on ln until ctx is done.
+// ServeDashboard serves DashboardHandler on ln until ctx is done. Meanwhile
+// it writes a probe file into the mirror primary's web root every second
+// and reads it back from the replicas, to show their mirror lag.
 func (l *Lab) ServeDashboard(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: l.DashboardHandler(), ReadHeaderTimeout: 10 * time.Second}
+	probe := newMirrorProbe(l.State.Plan)
+	if probe != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go probe.run(pctx)
+	}
+	srv := &http.Server{Handler: l.dashboardHandler(probe), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -116,4 +136,34 @@ func (l *Lab) ServeDashboard(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// run stamps the probe file every second until ctx is done, then removes
+// it.
+func (m *mirrorProbe) run(ctx context.Context) {
+	defer m.remove()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		m.write()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lagOf reads the replica's copy of the probe over HTTP and returns its
+// lag; false when the replica does not serve one.
+func (m *mirrorProbe) lagOf(ctx context.Context, l *Lab, replica PlanNode) (time.Duration, bool) {
+	b, code, err := l.get(ctx, replica.WebURL+"/"+MirrorProbeFile, 500*time.Millisecond)
+	if err != nil || code != http.StatusOK {
+		return 0, false
+	}
+	seen, err := parseProbe(b)
+	if err != nil {
+		return 0, false
+	}
+	return m.lag(seen), true
 }

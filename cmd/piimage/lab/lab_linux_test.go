@@ -201,6 +201,23 @@ func testDashboard(t *testing.T, ctx context.Context, l *Lab) {
 		t.Errorf("lbmaster's own dashboard: %v", err)
 	}
 
+	// The replica's mirror lag, from the probe the dashboard writes on
+	// the primary.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		v = view()
+		if lag := nodeView(v, "web02").MirrorLagSeconds; lag != nil {
+			t.Logf("web02 mirror lag %.3fs", *lag)
+			if *lag > 5 {
+				t.Errorf("web02 mirror lag %.3fs", *lag)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no mirror lag for web02 on the dashboard: %+v", nodeView(v, "web02"))
+			break
+		}
+	}
+
 	if err := l.Fail("lbmaster", HowLinkDown); err != nil {
 		t.Fatal(err)
 	}

@@ -483,3 +483,41 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("LoadState of an empty folder: %v", err)
 	}
 }
+
+func TestMirrorProbe(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1000, 0)
+	m := &mirrorProbe{path: filepath.Join(dir, MirrorProbeFile), now: func() time.Time { return now }}
+	var stamps []time.Time
+	for i := 0; i < 3; i++ {
+		if err := m.write(); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(m.path)
+		ts, err := parseProbe(b)
+		if err != nil || !ts.Equal(now) {
+			t.Fatalf("probe file %q = %v %v, want %v", b, ts, err, now)
+		}
+		stamps = append(stamps, ts)
+		now = now.Add(time.Second)
+	}
+	// now is 1003; writes at 1000, 1001, 1002.
+	tests := []struct {
+		seen time.Time
+		want time.Duration
+	}{
+		{stamps[2], 0},               // the newest copy
+		{stamps[1], time.Second},     // lacks the write of 1002
+		{stamps[0], 2 * time.Second}, // lacks 1001 and 1002
+		{time.Unix(0, 0), 3 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := m.lag(tt.seen); got != tt.want {
+			t.Errorf("lag(%v) = %v, want %v", tt.seen.Unix(), got, tt.want)
+		}
+	}
+	p, _ := NewPlan("pil", dir, referenceCluster(t))
+	if mp := newMirrorProbe(p); mp == nil || mp.path != filepath.Join(dir, "nodes", "web01", "www", MirrorProbeFile) {
+		t.Errorf("probe of the reference cluster: %+v", mp)
+	}
+}

@@ -87,6 +87,11 @@ type PlanNode struct {
 	Log     string `json:"log"`
 	// Stats is the balancer's stats (metrics) base URL, on load balancers.
 	Stats string `json:"stats,omitempty"`
+	// MirrorPrimary is the web node whose root this one mirrors; "" when
+	// it mirrors nothing.
+	MirrorPrimary string `json:"mirror_primary,omitempty"`
+	// WebURL is the web server's base URL, on web nodes.
+	WebURL string `json:"web_url,omitempty"`
 }
 
 // AdminURL is the node's admin API base URL, reachable from the client
@@ -197,6 +202,10 @@ func NewPlan(name, dir string, nodes []*overlays.Node) (*Plan, error) {
 		}
 		if n.Role == overlays.RoleWeb {
 			pn.WWW = filepath.Join(nd, "www")
+			pn.WebURL = fmt.Sprintf("http://%s:%d", a.Addr(), n.Web.PortOrDefault())
+			if n.Mirror != nil {
+				pn.MirrorPrimary = n.Mirror.Primary
+			}
 		}
 		if n.IsLB() && n.Balancer != nil {
 			port := statsPort
