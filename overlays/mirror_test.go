@@ -23,6 +23,7 @@ func TestMirrorValid(t *testing.T) {
   tls: {ca: /data/mirror/ca.pem, cert: /data/mirror/web02.pem, key: /data/mirror/web02.key}
   scan_interval: 30s
   batch_delay: 50ms
+  atomic_tree: true
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestMirrorValid(t *testing.T) {
 	m := n.Mirror
 	if m.IsPrimary(n) || m.PrimaryDialAddress() != "192.168.1.10:9873" ||
 		m.ScanIntervalOrDefault() != 30*time.Second || m.BatchDelayOrDefault() != 50*time.Millisecond ||
-		len(m.Exclude) != 5 || m.TLS.Key != "/data/mirror/web02.key" {
+		len(m.Exclude) != 5 || m.TLS.Key != "/data/mirror/web02.key" || !m.AtomicTree {
 		t.Errorf("got %+v", m)
 	}
 }
