@@ -50,6 +50,7 @@ func configsFromNode(node *overlays.Node) ([]routerCfg, error) {
 			Peers:        slices.Clone(v.Peers),
 			GARPCount:    v.GARP.CountOrDefault(),
 			GARPInterval: v.GARP.IntervalOrDefault(),
+			VirtualMAC:   v.VirtualMAC,
 		}
 		c.Owner = c.Priority == OwnerPriority
 		if err := c.check(); err != nil {
@@ -97,10 +98,19 @@ func (c *Config) check() error {
 	return nil
 }
 
+// vmac returns the netIO vmac argument of c: its VRID when it uses the
+// virtual MAC, else 0.
+func (c *Config) vmac() uint8 {
+	if c.VirtualMAC {
+		return c.VRID
+	}
+	return 0
+}
+
 // sameIdentity reports whether b can replace a by a Reconfigure event.
 func sameIdentity(a, b *Config) bool {
 	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
-		a.Primary == b.Primary && slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Peers, b.Peers)
+		a.Primary == b.Primary && a.VirtualMAC == b.VirtualMAC && slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Peers, b.Peers)
 }
 
 // httpClient is the client of HTTP tracks: no proxies, no keep-alive.

@@ -85,6 +85,9 @@ type Config struct {
 	Owner bool
 	// Peers are the unicast peers; empty means multicast.
 	Peers []netip.Addr
+	// VirtualMAC puts the addresses on a macvlan device with the VRRP
+	// virtual MAC (the driver's business).
+	VirtualMAC bool
 	// GARPCount and GARPInterval shape the gratuitous ARPs of a new master.
 	GARPCount    int
 	GARPInterval time.Duration

@@ -183,17 +183,17 @@ func (r *runner) exec(rt Router, acts []Action) bool {
 		case SendAdvert:
 			r.sendAdvert(c, a.Priority)
 		case AddVIP:
-			if err := r.io.AddAddrs(c.Addrs); err != nil {
+			if err := r.io.AddAddrs(c.vmac(), c.Addrs); err != nil {
 				r.log.Error("adding VIP", "err", err)
 				r.bump(func(st *RouterStats) { st.AddrErrors++ })
 			}
 		case RemoveVIP:
-			if err := r.io.DelAddrs(c.Addrs); err != nil {
+			if err := r.io.DelAddrs(c.vmac(), c.Addrs); err != nil {
 				r.log.Error("removing VIP", "err", err)
 				r.bump(func(st *RouterStats) { st.AddrErrors++ })
 			}
 		case SendGARP:
-			if err := r.io.GARP(c.Addrs); err != nil {
+			if err := r.io.GARP(c.vmac(), c.Addrs); err != nil {
 				r.log.Warn("gratuitous ARP", "err", err)
 			}
 		case Transition:
@@ -222,7 +222,7 @@ func (r *runner) sendAdvert(c *Config, prio int) {
 		dsts = []netip.Addr{Group}
 	}
 	for _, dst := range dsts {
-		err := r.io.Send(p.Marshal(c.Primary, dst), c.Primary, dst)
+		err := r.io.Send(c.vmac(), p.Marshal(c.Primary, dst), c.Primary, dst)
 		r.bump(func(st *RouterStats) {
 			if err != nil {
 				st.SendErrors++

@@ -201,7 +201,7 @@ func (s *Service) readLoop(ctx context.Context, io netIO, rs []*runner) {
 
 // Reload applies a changed vip section. Priorities, preemption, intervals,
 // ARP and tracking settings change in place; adding or removing routers or
-// changing a router's interface, id, version, addresses or peers needs a
+// changing a router's interface, id, version, addresses, peers or virtual MAC needs a
 // restart and is refused.
 func (s *Service) Reload(node *overlays.Node) error {
 	rs, err := configsFromNode(node)
@@ -215,7 +215,7 @@ func (s *Service) Reload(node *overlays.Node) error {
 	}
 	for i := range rs {
 		if !sameIdentity(s.routers[i].cfg, rs[i].cfg) {
-			return fmt.Errorf("vip: reload changes router %d's interface, id, version, addresses or peers; restart the service", s.routers[i].cfg.VRID)
+			return fmt.Errorf("vip: reload changes router %d's interface, id, version, addresses, peers or virtual MAC; restart the service", s.routers[i].cfg.VRID)
 		}
 	}
 	s.routers = rs

@@ -87,14 +87,14 @@ func (io *fakeIO) Recv() (Received, error) {
 	}
 }
 
-func (io *fakeIO) Send(b []byte, src, dst netip.Addr) error {
+func (io *fakeIO) Send(_ uint8, b []byte, src, dst netip.Addr) error {
 	io.f.mu.Lock()
 	defer io.f.mu.Unlock()
 	io.f.sent = append(io.f.sent, Received{Data: slices.Clone(b), Src: src, Dst: dst, TTL: TTL})
 	return nil
 }
 
-func (io *fakeIO) AddAddrs(as []netip.Prefix) error {
+func (io *fakeIO) AddAddrs(_ uint8, as []netip.Prefix) error {
 	io.f.mu.Lock()
 	defer io.f.mu.Unlock()
 	for _, a := range as {
@@ -103,7 +103,7 @@ func (io *fakeIO) AddAddrs(as []netip.Prefix) error {
 	return nil
 }
 
-func (io *fakeIO) DelAddrs(as []netip.Prefix) error {
+func (io *fakeIO) DelAddrs(_ uint8, as []netip.Prefix) error {
 	io.f.mu.Lock()
 	defer io.f.mu.Unlock()
 	for _, a := range as {
@@ -112,7 +112,7 @@ func (io *fakeIO) DelAddrs(as []netip.Prefix) error {
 	return nil
 }
 
-func (io *fakeIO) GARP([]netip.Prefix) error {
+func (io *fakeIO) GARP(uint8, []netip.Prefix) error {
 	io.f.mu.Lock()
 	defer io.f.mu.Unlock()
 	io.f.garps++

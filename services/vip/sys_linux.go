@@ -54,6 +54,10 @@ type linuxIO struct {
 	link  netlink.Link
 	buf   []byte
 	close sync.Once
+
+	vmu          sync.Mutex
+	vmacs        map[uint8]*vmacDev // routers using the virtual MAC, while master
+	savedSysctls map[string]string  // the interface's values before tuneBase
 }
 
 func (s *linuxSystem) Open(ifname string, join bool) (netIO, error) {
@@ -70,7 +74,7 @@ func (s *linuxSystem) Open(ifname string, join bool) (netIO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening VRRP socket on %s: %w", ifname, err)
 	}
-	io := &linuxIO{sys: s, ifi: ifi, pc: pc, p: ipv4.NewPacketConn(pc), buf: make([]byte, 1500)}
+	io := &linuxIO{sys: s, ifi: ifi, pc: pc, p: ipv4.NewPacketConn(pc), buf: make([]byte, 1500), vmacs: map[uint8]*vmacDev{}}
 	if err := io.setup(join); err != nil {
 		io.Close()
 		return nil, fmt.Errorf("setting up VRRP socket on %s: %w", ifname, err)
@@ -139,9 +143,16 @@ func (io *linuxIO) Recv() (Received, error) {
 	}
 }
 
-func (io *linuxIO) Send(b []byte, src, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: io.ifi.Index}
-	if _, err := io.p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+func (io *linuxIO) Send(vmac uint8, b []byte, src, dst netip.Addr) error {
+	p, index := io.p, io.ifi.Index
+	if vmac != 0 {
+		// RFC 5798 section 7.2: from the virtual MAC while it is ours.
+		if vp, vi := io.vmacSocket(vmac); vp != nil {
+			p, index = vp, vi
+		}
+	}
+	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: index}
+	if _, err := p.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		return fmt.Errorf("sending VRRP to %s on %s: %w", dst, io.ifi.Name, err)
 	}
 	return nil
@@ -151,7 +162,10 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
 }
 
-func (io *linuxIO) AddAddrs(addrs []netip.Prefix) error {
+func (io *linuxIO) AddAddrs(vmac uint8, addrs []netip.Prefix) error {
+	if vmac != 0 {
+		return io.addVMAC(vmac, addrs)
+	}
 	var errs []error
 	io.sys.mu.Lock()
 	defer io.sys.mu.Unlock()
@@ -163,7 +177,10 @@ func (io *linuxIO) AddAddrs(addrs []netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
-func (io *linuxIO) DelAddrs(addrs []netip.Prefix) error {
+func (io *linuxIO) DelAddrs(vmac uint8, addrs []netip.Prefix) error {
+	if vmac != 0 {
+		return io.delVMAC(vmac)
+	}
 	var errs []error
 	io.sys.mu.Lock()
 	defer io.sys.mu.Unlock()
@@ -176,11 +193,15 @@ func (io *linuxIO) DelAddrs(addrs []netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
-func (io *linuxIO) GARP(addrs []netip.Prefix) error {
+func (io *linuxIO) GARP(vmac uint8, addrs []netip.Prefix) error {
 	var errs []error
+	mac := io.ifi.HardwareAddr
+	if vmac != 0 {
+		mac = VirtualMAC(vmac)
+	}
 	bcast := &packet.Addr{HardwareAddr: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
 	for _, a := range addrs {
-		if _, err := io.arp.WriteTo(garpFrame(io.ifi.HardwareAddr, a.Addr()), bcast); err != nil {
+		if _, err := io.arp.WriteTo(garpFrame(mac, a.Addr()), bcast); err != nil {
 			errs = append(errs, fmt.Errorf("sending gratuitous ARP for %s on %s: %w", a.Addr(), io.ifi.Name, err))
 		}
 	}
@@ -190,7 +211,7 @@ func (io *linuxIO) GARP(addrs []netip.Prefix) error {
 func (io *linuxIO) Close() error {
 	var err error
 	io.close.Do(func() {
-		err = io.pc.Close()
+		err = errors.Join(io.closeVMACs(), io.pc.Close())
 		if io.arp != nil {
 			err = errors.Join(err, io.arp.Close())
 		}

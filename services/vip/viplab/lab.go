@@ -117,13 +117,67 @@ func (n *Node) Cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.NS, name}, args...)...)
 }
 
-// Holds reports whether the node's eth0 has addr.
+// Holds reports whether one of the node's interfaces (eth0, or a virtual
+// MAC device on it) has addr.
 func (n *Node) Holds(addr netip.Addr) bool {
-	out, err := exec.Command("ip", "-n", n.NS, "-4", "-o", "addr", "show", "dev", "eth0").Output()
+	out, err := exec.Command("ip", "-n", n.NS, "-4", "-o", "addr", "show").Output()
 	if err != nil {
 		return false
 	}
 	return bytes.Contains(out, []byte(" "+addr.String()+"/"))
+}
+
+// HasLink reports whether the node has a network device called name.
+func (n *Node) HasLink(name string) bool {
+	return exec.Command("ip", "-n", n.NS, "link", "show", "dev", name).Run() == nil
+}
+
+// Reach reports whether addr answers from the node within two seconds: a
+// TCP connection to port 9 (discard, normally closed) is accepted or
+// refused, which needs the address resolved by ARP and the host to answer.
+// It uses bash's /dev/tcp, so no ping is needed.
+func (n *Node) Reach(addr netip.Addr) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := n.Cmd(ctx, "bash", "-c", "exec 3<>/dev/tcp/"+addr.String()+"/9").CombinedOutput()
+	return err == nil || bytes.Contains(out, []byte("Connection refused"))
+}
+
+// Neighbor returns the MAC address the node's ARP cache holds for addr on
+// eth0, or "" when it has none.
+func (n *Node) Neighbor(addr netip.Addr) string {
+	out, err := exec.Command("ip", "-n", n.NS, "neigh", "show", addr.String(), "dev", "eth0").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "lladdr" {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// PortOf returns the node behind the bridge port that has learned mac
+// (as "00:00:5e:00:01:33"), or nil.
+func (l *Lab) PortOf(mac string) *Node {
+	out, err := exec.Command("ip", "netns", "exec", l.br, "bridge", "fdb", "show", "br", "br0").Output()
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != mac || f[1] != "dev" {
+			continue
+		}
+		for _, n := range l.nodes {
+			if n.port == f[2] {
+				return n
+			}
+		}
+	}
+	return nil
 }
 
 // CutLink takes the node's cable out: the bridge-side end of its veth goes

@@ -31,6 +31,11 @@ type Spec struct {
 	NoPreempt bool
 	// Peers are unicast peers; empty means multicast.
 	Peers []netip.Addr
+	// VirtualMAC puts the VIP on a macvlan vrrp.<VRID> with the VRRP
+	// virtual MAC (keepalived's use_vmac).
+	VirtualMAC bool
+	// PreemptDelay holds off preemption after start.
+	PreemptDelay time.Duration
 }
 
 // Proc is a running VRRP daemon.
@@ -153,6 +158,12 @@ func (n *Node) Overlay(s Spec) string {
 	if s.NoPreempt {
 		b.WriteString("  preempt: false\n")
 	}
+	if s.VirtualMAC {
+		b.WriteString("  virtual_mac: true\n")
+	}
+	if s.PreemptDelay > 0 {
+		fmt.Fprintf(&b, "  preempt_delay: %s\n", s.PreemptDelay)
+	}
 	if len(s.Peers) > 0 {
 		fmt.Fprintf(&b, "  peers: [%s]\n", joinAddrs(s.Peers, ", "))
 	}
@@ -249,6 +260,12 @@ func (n *Node) KeepalivedConf(s Spec) string {
 	fmt.Fprintf(&b, "  advert_int %s\n", strconv.FormatFloat(s.Interval.Seconds(), 'f', -1, 64))
 	if s.NoPreempt {
 		b.WriteString("  nopreempt\n")
+	}
+	if s.VirtualMAC {
+		b.WriteString("  use_vmac\n")
+	}
+	if s.PreemptDelay > 0 {
+		fmt.Fprintf(&b, "  preempt_delay %s\n", strconv.FormatFloat(s.PreemptDelay.Seconds(), 'f', -1, 64))
 	}
 	if len(s.Peers) > 0 {
 		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", n.Addr.Addr(), joinAddrs(s.Peers, "\n    "))
