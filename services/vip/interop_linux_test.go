@@ -208,6 +208,7 @@ func TestInterop(t *testing.T) {
 		{3, implKeepalived, implOurs, true},
 		{2, implOurs, implKeepalived, false},
 		{2, implKeepalived, implOurs, false},
+		{2, implOurs, implOurs, false},
 	} {
 		mode := "multicast"
 		if c.unicast {
@@ -216,6 +217,38 @@ func TestInterop(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d/%s/%s-high/%s-low", c.version, mode, c.hi, c.lo), func(t *testing.T) {
 			t.Parallel()
 			newPair(t, c.version, c.hi, c.lo, c.unicast).exercise()
+		})
+	}
+}
+
+// TestPreemptDelay checks in the lab that a higher-priority node joining a
+// running lower master waits its preempt_delay before taking the VIP, and
+// then takes it, against ours and keepalived as the lower node.
+func TestPreemptDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespace test skipped in -short mode")
+	}
+	const delay = 2 * time.Second
+	for _, lo := range []impl{implOurs, implKeepalived} {
+		t.Run(string(lo)+"-low", func(t *testing.T) {
+			t.Parallel()
+			p := newPair(t, 3, implOurs, lo, false)
+			p.hiS.PreemptDelay = delay
+			p.startLo()
+			p.expect("lower alone", p.lo, true)
+			start := time.Now()
+			p.startHi()
+			// Until shortly before the delay ends the lower node keeps
+			// the VIP alone.
+			for time.Since(start) < delay-300*time.Millisecond {
+				if p.hi.Holds(vipAddr.Addr()) || !p.lo.Holds(vipAddr.Addr()) {
+					t.Fatalf("after %s (preempt_delay %s): hi holds %v, lo holds %v", time.Since(start).Round(time.Millisecond),
+						delay, p.hi.Holds(vipAddr.Addr()), p.lo.Holds(vipAddr.Addr()))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			p.expect("higher after its preempt delay", p.hi, true)
+			t.Logf("VIP on the higher node alone (and stable for 3 intervals) %s after it started (preempt_delay %s)", time.Since(start).Round(10*time.Millisecond), delay)
 		})
 	}
 }
