@@ -172,6 +172,12 @@ func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selec
 		}
 	}
 	fmt.Fprintf(stdout, "building %s (role %s, board %s) from %s\n", sel.node.Hostname, sel.node.Role, board.Name, sel.node.File)
+	var mirrorSecret []byte
+	if sel.node.Role == overlays.RoleWeb {
+		if mirrorSecret, err = ensureMirrorSecret(keys.dir, stdout); err != nil {
+			return err
+		}
+	}
 	plan, rel, err := rootfs.Plan(ctx, rootfs.Options{
 		SrcDir:       src,
 		Node:         sel.node,
@@ -183,6 +189,7 @@ func buildOne(ctx context.Context, stdout io.Writer, src, work string, sel selec
 		WorkDir:      work,
 		OTAPublicKey: keys.pubPEM,
 		AdminFiles:   keys.cred.NodeFiles(),
+		MirrorSecret: mirrorSecret,
 	})
 	if err != nil {
 		return fmt.Errorf("building %s: %w", sel.node.Hostname, err)

@@ -148,6 +148,14 @@ func TestBuildIsReproducible(t *testing.T) {
 	if sha(t, a) != sha(t, b) {
 		t.Fatal("two builds of the same inputs differ")
 	}
+	// A web node carries the cluster's mirror secret, readable by root only.
+	needTool(t, "debugfs")
+	ext, _ := image.Layout{}.Extents()
+	data := extract(t, a, ext[image.PartData-1])
+	out := run(t, "debugfs", "-R", "stat /mirror/secret", data)
+	if !strings.Contains(out, "Mode:  0600") && !strings.Contains(out, "Mode:  00600") {
+		t.Errorf("/mirror/secret on the data partition:\n%s", out)
+	}
 }
 
 func readMBR(t *testing.T, img string) *image.MBR {
