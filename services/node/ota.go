@@ -36,6 +36,8 @@ type otaNode struct {
 	health ota.HealthCheck
 	// testUnhealthy fails the trial on purpose (TestUnhealthySuffix).
 	testUnhealthy bool
+	// overlay says where this boot's overlay came from.
+	overlay admin.OverlayInfo
 	// tryboot makes the next reboot a "0 tryboot" one.
 	tryboot atomic.Bool
 }
@@ -72,13 +74,15 @@ func (r *instance) serveAdmin(ctx context.Context, srv *admin.Server, lns []net.
 }
 
 // watchTrial runs this boot's trial: every second it checks that eth0 is
-// configured and every supervised service runs healthy without
-// restarting (or has ended by choice, supervise.StateFinished); when that holds for the stable period it commits, and when
+// configured, the overlay came from node.yaml (not the last good copy),
+// and every supervised service runs healthy without restarting (or has
+// ended by choice, supervise.StateFinished); when that holds for the stable period it commits, and when
 // the deadline passes first it rolls back and asks for a reboot.
-func (o *otaNode) watchTrial(ctx context.Context, sup statuser, eth0Ready <-chan struct{}, reboots chan<- action) {
+func (o *otaNode) watchTrial(ctx context.Context, sup statuser, eth0Ready <-chan struct{}, reboots chan<- action, overlay admin.OverlayInfo) {
 	if o == nil || o.trial == nil || o.agent == nil {
 		return
 	}
+	o.overlay = overlay
 	t := *o.trial
 	go func() {
 		c := ota.NewChecker(o.health, time.Now())
@@ -136,6 +140,11 @@ func (o *otaNode) problems(sup statuser, eth0Ready <-chan struct{}, restarts map
 		if !st.Healthy() && st.State != supervise.StateFinished {
 			p = append(p, fmt.Sprintf("%s: %s (%s)", st.Name, st.State, st.Health))
 		}
+	}
+	if o.overlay.Source == admin.SourceLastGood {
+		// The new version cannot read the node's node.yaml: committing
+		// it would leave the node on a stale copy.
+		p = append(p, "node.yaml is not valid for this version (running on the last good copy): "+o.overlay.FallbackReason)
 	}
 	if o.testUnhealthy {
 		p = append(p, "the version ends in "+TestUnhealthySuffix+": this test build fails its health checks on purpose")

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/supervise"
 )
 
@@ -22,18 +23,20 @@ func TestTrialProblems(t *testing.T) {
 		rounds   [][]supervise.Status
 		unhealty bool
 		want     string // in the last round's problems; "" means none
+		overlay  string
 	}{
-		{"healthy", ready, [][]supervise.Status{{ok}, {ok}}, false, ""},
-		{"no eth0", notReady, [][]supervise.Status{{ok}}, false, "eth0 is not configured"},
-		{"not checked yet", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateRunning, Health: supervise.HealthUnknown}}}, false, "web: running (unknown)"},
-		{"backoff", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateBackoff, Health: supervise.HealthNotRunning}}}, false, "web: backoff"},
-		{"restarted", ready, [][]supervise.Status{{ok}, {{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 1, LastExit: "exit status 1"}}}, false, "web restarted (exit status 1)"},
-		{"restarts before the trial began count once", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 2}}}, false, ""},
-		{"finished by choice", ready, [][]supervise.Status{{ok, {Name: "mirror", State: supervise.StateFinished, Health: supervise.HealthNotRunning}}}, false, ""},
-		{"test hook", ready, [][]supervise.Status{{ok}}, true, "fails its health checks on purpose"},
+		{"overlay from the last good copy", ready, [][]supervise.Status{{ok}}, false, "node.yaml is not valid for this version", admin.SourceLastGood},
+		{"healthy", ready, [][]supervise.Status{{ok}, {ok}}, false, "", ""},
+		{"no eth0", notReady, [][]supervise.Status{{ok}}, false, "eth0 is not configured", ""},
+		{"not checked yet", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateRunning, Health: supervise.HealthUnknown}}}, false, "web: running (unknown)", ""},
+		{"backoff", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateBackoff, Health: supervise.HealthNotRunning}}}, false, "web: backoff", ""},
+		{"restarted", ready, [][]supervise.Status{{ok}, {{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 1, LastExit: "exit status 1"}}}, false, "web restarted (exit status 1)", ""},
+		{"restarts before the trial began count once", ready, [][]supervise.Status{{{Name: "web", State: supervise.StateRunning, Health: supervise.HealthOK, Restarts: 2}}}, false, "", ""},
+		{"finished by choice", ready, [][]supervise.Status{{ok, {Name: "mirror", State: supervise.StateFinished, Health: supervise.HealthNotRunning}}}, false, "", ""},
+		{"test hook", ready, [][]supervise.Status{{ok}}, true, "fails its health checks on purpose", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &otaNode{testUnhealthy: tc.unhealty}
+			o := &otaNode{testUnhealthy: tc.unhealty, overlay: admin.OverlayInfo{Source: tc.overlay}}
 			restarts := map[string]int{}
 			var p []string
 			for _, r := range tc.rounds {

@@ -107,7 +107,7 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 	act := actionExit
 	if ctx.Err() == nil {
 		r.startServices(sup)
-		r.ota.watchTrial(bg, sup, eth0Ready, reboots)
+		r.ota.watchTrial(bg, sup, eth0Ready, reboots, r.loaded.info)
 		r.con.say("%s up (overlay from %s)", r.loaded.node.Hostname, r.loaded.info.Source)
 		act = r.serve(ctx, sup, requests, reboots)
 	}
