@@ -322,9 +322,7 @@ func TestReportHTML(t *testing.T) {
 }
 
 func TestRunLoad(t *testing.T) {
-	n := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n++
 		if r.URL.Path == "/slow" {
 			time.Sleep(300 * time.Millisecond)
 		}

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -210,7 +211,11 @@ func waitEmpty(ns string, d time.Duration) bool {
 // nsHandle is an open handle of a named namespace.
 type nsHandle struct {
 	name string
-	h    netns.NsHandle
+	// mu guards h: Close must not close the descriptor (whose number the
+	// kernel may give to another file) while a thread enters through it.
+	mu     sync.RWMutex
+	h      netns.NsHandle
+	closed bool
 }
 
 func openNS(name string) (*nsHandle, error) {
@@ -221,7 +226,25 @@ func openNS(name string) (*nsHandle, error) {
 	return &nsHandle{name: name, h: h}, nil
 }
 
-func (n *nsHandle) Close() error { return n.h.Close() }
+func (n *nsHandle) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	return n.h.Close()
+}
+
+// enter moves this thread into the namespace.
+func (n *nsHandle) enter() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return fmt.Errorf("entering namespace %s: the handle is closed", n.name)
+	}
+	return netns.Set(n.h)
+}
 
 // do runs fn on a locked OS thread inside the namespace. If the thread
 // cannot return to its namespace it stays locked, so the runtime ends it
@@ -234,9 +257,9 @@ func (n *nsHandle) do(fn func() error) error {
 		return fmt.Errorf("reading this thread's namespace: %w", err)
 	}
 	defer orig.Close()
-	if err := netns.Set(n.h); err != nil {
+	if err := n.enter(); err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("entering namespace %s: %w", n.name, err)
+		return err
 	}
 	ferr := fn()
 	if err := netns.Set(orig); err != nil {
