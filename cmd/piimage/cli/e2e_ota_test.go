@@ -5,14 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/piimage/piimage/boards/qemu"
+	"github.com/piimage/piimage/image"
 	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/services/node"
 	"github.com/piimage/piimage/services/ota"
@@ -53,7 +56,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // TestOTAUnderQEMU boots v1, pushes a signed v2 (the node reboots into it
-// and commits it), then a v3 that fails its health checks (the node rolls
+// through tryboot.txt and commits it), then a v3 that fails its health checks (the node rolls
 // back to v2 by itself), then an image signed by another key (refused,
 // nothing changes). The guest reboots for real: qemu.Loop restarts QEMU
 // on the same card, choosing config.txt or tryboot.txt as the firmware.
@@ -77,6 +80,10 @@ func TestOTAUnderQEMU(t *testing.T) {
 		imgs[b.name] = filepath.Join(dir, b.name+".img")
 		buildSigned(t, imgs[b.name], b.version, filepath.Join(b.keys, keyFile))
 	}
+	// v2 goes through the Pi 4's path: tryboot.txt and a "0 tryboot"
+	// reboot, which qemu.Loop plays the firmware for. Its release.json
+	// says so (as a pi4 build's does), and the image is signed again.
+	setTryBoot(t, imgs["v2"], filepath.Join(keys, keyFile))
 	t.Logf("built 4 images in %.0fs", time.Since(start).Seconds())
 
 	port, err := qemu.FreePort()
@@ -165,10 +172,45 @@ func TestOTAUnderQEMU(t *testing.T) {
 		trail = append(trail, fmt.Sprintf("slot %s (tryboot %v) ended %q", b.Slot, b.TryBoot, b.End))
 	}
 	t.Logf("boots: %s", strings.Join(trail, "; "))
-	if len(boots) != 4 || boots[1].Slot != "b" || boots[2].Slot != "a" || boots[3].Slot != "b" {
-		t.Errorf("boots: want a, b (v2 trial), a (v3 trial), b (after the rollback)")
+	if len(boots) != 4 || boots[1].Slot != "b" || !boots[1].TryBoot || boots[2].Slot != "a" || boots[2].TryBoot || boots[3].Slot != "b" {
+		t.Errorf("boots: want a, b (v2 trial from tryboot.txt), a (v3 trial from config.txt), b (after the rollback)")
 	}
 	t.Logf("the whole test took %.0fs", time.Since(start).Seconds())
+}
+
+// setTryBoot marks the image's slot-a/release.json "tryboot": true with
+// mtools and signs the image again with key.
+func setTryBoot(t *testing.T, img, key string) {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oi, err := otaimage.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := fs.ReadFile(oi.Boot(), "slot-a/release.json")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel = bytes.Replace(rel, []byte(`"version"`), []byte(`"tryboot": true, "version"`), 1)
+	src := filepath.Join(t.TempDir(), "release.json")
+	if err := os.WriteFile(src, rel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mcopy", "-o", "-i", fmt.Sprintf("%s@@%d", img, image.Align), src, "::/slot-a/release.json")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v: %s", err, out)
+	}
+	if err := Run(context.Background(), []string{"sign", "--key", key, img}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if m := openImage(t, img).Manifest; !m.TryBoot {
+		t.Fatal("the re-signed manifest does not say tryboot")
+	}
 }
 
 // waitNode waits until the node's HTTPS admin API answers GET /ota.
