@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/image/ota/otaimage"
@@ -66,8 +65,7 @@ func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // describeSlotSignature tells, for inspect, how slot's folder is signed
-// and whether the image's bytes match its manifest (only for the active
-// slot, the one an update sends).
+// and whether the image's bytes match its manifest.
 func describeSlotSignature(w io.Writer, bfs fs.FS, img *otaimage.Image, slot string) {
 	dir := "slot-" + slot
 	mb, err := fs.ReadFile(bfs, path.Join(dir, imgota.ManifestFile))
@@ -87,8 +85,8 @@ func describeSlotSignature(w io.Writer, bfs fs.FS, img *otaimage.Image, slot str
 		return
 	}
 	check := ""
-	if img != nil && img.Slot == slot {
-		if err := verifyHashes(img); err != nil {
+	if img != nil {
+		if err := img.CheckSlot(slot, m); err != nil {
 			check = "; contents DO NOT MATCH: " + err.Error()
 		} else {
 			check = "; contents match (root and every file hashed)"
@@ -96,32 +94,6 @@ func describeSlotSignature(w io.Writer, bfs fs.FS, img *otaimage.Image, slot str
 	}
 	fmt.Fprintf(w, "     signed   key %s, %d files + %.1f MB root, manifest version %s, tryboot %v%s\n",
 		sig.KeyID, len(m.Files), float64(m.Root.Size)/1e6, m.Version, m.TryBoot, check)
-}
-
-// verifyHashes checks the active slot against its manifest.
-func verifyHashes(img *otaimage.Image) error {
-	got, err := img.ComputeManifest()
-	if err != nil {
-		return err
-	}
-	a, _ := got.Marshal()
-	b, _ := img.Manifest.Marshal()
-	if string(a) != string(b) {
-		var diff []string
-		if got.Root != img.Manifest.Root {
-			diff = append(diff, "root")
-		}
-		for _, f := range img.Manifest.Files {
-			if g, ok := got.Lookup(f.Path); !ok || g.SHA256 != f.SHA256 {
-				diff = append(diff, f.Path)
-			}
-		}
-		if len(diff) == 0 {
-			diff = append(diff, "manifest fields")
-		}
-		return fmt.Errorf("%s", strings.Join(diff, ", "))
-	}
-	return nil
 }
 
 // describeOTAState tells, for inspect, what tryboot.txt boots and the

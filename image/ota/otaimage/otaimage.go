@@ -5,7 +5,6 @@
 package otaimage
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -238,16 +237,33 @@ func (img *Image) Verify(keys []ed25519.PublicKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	got, err := img.ComputeManifest()
+	return id, img.CheckSlot(img.Slot, img.Manifest)
+}
+
+// CheckSlot hashes slot's root partition and folder and reports what
+// differs from m (whose config.txt and command line templates it does not
+// check: a node rewrites them for the slot).
+func (img *Image) CheckSlot(slot string, m *imgota.Manifest) error {
+	var bad []string
+	root, err := img.rootReader(slot)
 	if err != nil {
-		return id, err
+		return err
 	}
-	want, _ := img.Manifest.Marshal()
-	have, _ := got.Marshal()
-	if !bytes.Equal(want, have) {
-		return id, fmt.Errorf("slot %s: the image's contents differ from its signed manifest", img.Slot)
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(root, 0, m.Root.Size)); err != nil || imgota.Digest(h.Sum(nil)) != m.Root.SHA256 {
+		bad = append(bad, "root")
 	}
-	return id, nil
+	dir := imgota.SlotDir(slot)
+	for _, f := range m.Files {
+		data, err := img.boot.ReadFile(path.Join(dir, f.Path))
+		if err != nil || int64(len(data)) != f.Size || imgota.Digest(sha256.Sum256(data)) != f.SHA256 {
+			bad = append(bad, f.Path)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("slot %s: the image's contents differ from its signed manifest: %s", slot, strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // WritePayload streams the active slot's payload to w: header, signed
