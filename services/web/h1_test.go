@@ -277,6 +277,9 @@ func TestAccessLogLines(t *testing.T) {
 	fr.do(t, "GET", "/small.txt?q=\"1\"", map[string]string{"User-Agent": "test \"agent\"", "Referer": "http://ref/"})
 	fr.do(t, "HEAD", "/missing", nil)
 	fr.raw(t, "GET /"+strings.Repeat("a", 20000)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	// The 414 line is logged after its answer reached the client: wait for
+	// it so the lines keep their order.
+	eventually(t, 5*time.Second, "3 log lines", func() bool { return strings.Count(buf.String(), "\n") >= 3 })
 	r.tlsFront(pool).do(t, "GET", "/small.txt", map[string]string{"User-Agent": "h2"})
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`^127\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /small.txt\?q=\\x221\\x22 HTTP/1.1" 200 12 "http://ref/" "test \\x22agent\\x22"$`),
