@@ -268,7 +268,16 @@ func (s *Supervisor) scheduleRestartLocked(svc *service) {
 // after the grace period. It returns when all have ended, or ctx's error.
 // No service is started again afterwards.
 func (s *Supervisor) Stop(ctx context.Context) error {
-	for _, w := range s.beginStop() {
+	// Services stop one at a time, the last added first: a role lists the
+	// services others depend on first (the balancer before the VIP), so the
+	// VIP hands the address over while the balancer still serves.
+	for _, svc := range s.beginStop() {
+		s.mu.Lock()
+		w := s.stopLocked(svc)
+		s.mu.Unlock()
+		if w == nil {
+			continue
+		}
 		select {
 		case <-w:
 		case <-ctx.Done():
@@ -278,19 +287,17 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	return nil
 }
 
-// beginStop sends SIGTERM to every service and returns the channels that
-// are closed when each has ended.
-func (s *Supervisor) beginStop() []chan struct{} {
+// beginStop marks the supervisor as stopping, so that nothing is restarted,
+// and returns the services in the order to stop them.
+func (s *Supervisor) beginStop() []*service {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopping = true
-	var waits []chan struct{}
-	for _, svc := range s.services {
-		if w := s.stopLocked(svc); w != nil {
-			waits = append(waits, w)
-		}
+	order := make([]*service, 0, len(s.services))
+	for i := len(s.services) - 1; i >= 0; i-- {
+		order = append(order, s.services[i])
 	}
-	return waits
+	return order
 }
 
 // stopLocked begins stopping svc and returns what to wait on, or nil.

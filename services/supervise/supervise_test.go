@@ -215,7 +215,14 @@ status svc state=running pid=101 restarts=3 last="start failed: no such file" he
 					}
 					st.mu.Unlock()
 				case "stop":
-					waits = s.beginStop()
+					// What Stop does, without blocking on each service.
+					for _, svc := range s.beginStop() {
+						s.mu.Lock()
+						if w := s.stopLocked(svc); w != nil {
+							waits = append(waits, w)
+						}
+						s.mu.Unlock()
+					}
 				case "stopped":
 					for _, w := range waits {
 						select {
