@@ -32,19 +32,7 @@ import (
 // addresses that exist only inside these namespaces). Then it restarts the
 // node on a broken overlay and checks it came up on the last good copy.
 func TestIntegrationNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "init")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
-		t.Fatalf("building cmd/init: %v\n%s", err, out)
-	}
+	dir, bin := buildInitForNetns(t)
 	// The built binary, run in this (initial) namespace, must refuse.
 	if initial, err := inInitialNamespace("net"); err == nil && initial {
 		refusedState := filepath.Join(dir, "refused")
@@ -193,6 +181,27 @@ func newNetnsPair(t *testing.T) (nodeNS, clientNS string) {
 		}
 	}
 	return nodeNS, clientNS
+}
+
+// buildInitForNetns skips unless the test can make network namespaces, and
+// builds cmd/init (with every service it registers) into a temporary folder,
+// which it returns with the binary's path.
+func buildInitForNetns(t *testing.T) (dir, bin string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	for _, tool := range []string{"ip", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "init")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/init: %v\n%s", err, out)
+	}
+	return dir, bin
 }
 
 // dialIn returns a dialer whose sockets are made inside the named network

@@ -3,8 +3,6 @@ package node
 import (
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,19 +14,7 @@ import (
 // overlay, and fetches pages from a client namespace: the web service is
 // started by the supervisor as a child process and serves the web root.
 func TestWebNodeServesItsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "init")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
-		t.Fatalf("building cmd/init: %v\n%s", err, out)
-	}
+	dir, bin := buildInitForNetns(t)
 	www := filepath.Join(dir, "www")
 	writeFile(t, filepath.Join(www, "index.html"), "<h1>hello from the web root</h1>\n")
 	writeFile(t, filepath.Join(www, ".secret"), "hidden\n")
