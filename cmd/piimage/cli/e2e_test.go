@@ -3,10 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,54 +44,12 @@ type statusReply struct {
 	} `json:"overlay"`
 }
 
-// bootAndStatus boots img and returns the first /status answer.
+// bootAndStatus boots img on QEMU's Pi 3 and returns the first /status
+// answer and how long after QEMU's start it came.
 func bootAndStatus(t *testing.T, img string) (statusReply, time.Duration) {
 	t.Helper()
-	port, err := qemu.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	start := time.Now()
-	vm, err := qemu.Start(ctx, qemu.Config{
-		Image:    img,
-		WorkDir:  t.TempDir(),
-		Forwards: []qemu.Forward{{Host: port, Guest: 9000}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		vm.Stop()
-		if t.Failed() {
-			t.Logf("console:\n%s", tail(vm.Console(), 6000))
-		}
-	}()
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-vm.Done():
-			t.Fatalf("QEMU exited before the node answered")
-		default:
-		}
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/status", port))
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				var s statusReply
-				if err := json.Unmarshal(body, &s); err != nil {
-					t.Fatalf("status is not JSON: %v\n%s", err, body)
-				}
-				return s, time.Since(start)
-			}
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("no answer from the node's status endpoint within 3 minutes")
-	return statusReply{}, 0
+	s, took, _ := bootMachineAndStatus(t, img, "", 3*time.Minute)
+	return s, took
 }
 
 func tail(s string, n int) string {
