@@ -266,11 +266,25 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	fi := structFields(v.Type())
+	d.eachKey(n, path, "a field name", func(k, val *yaml.Node, fp string) {
+		idx, ok := fi.index[k.Value]
+		if !ok {
+			d.fail(k, fp, "unknown field %s", suggest(k.Value, fi.names))
+			return
+		}
+		d.p.lines[fp] = k.Line
+		d.decode(val, v.Field(idx), fp)
+	})
+}
+
+// eachKey calls fn for every key of the mapping n with its value and field
+// path, after refusing keys that are not names and keys defined twice.
+func (d *decoder) eachKey(n *yaml.Node, path, what string, fn func(k, val *yaml.Node, fp string)) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode || isNull(k) {
-			d.fail(k, path, "expected a field name, got %s", describe(k))
+			d.fail(k, path, "expected %s, got %s", what, describe(k))
 			continue
 		}
 		fp := join(path, k.Value)
@@ -279,13 +293,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		idx, ok := fi.index[k.Value]
-		if !ok {
-			d.fail(k, fp, "unknown field %s", suggest(k.Value, fi.names))
-			continue
-		}
-		d.p.lines[fp] = k.Line
-		d.decode(val, v.Field(idx), fp)
+		fn(k, val, fp)
 	}
 }
 
@@ -351,23 +359,11 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	m := reflect.MakeMapWithSize(t, len(n.Content)/2)
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || isNull(k) {
-			d.fail(k, path, "expected a name, got %s", describe(k))
-			continue
-		}
-		fp := join(path, k.Value)
-		if prev, ok := seen[k.Value]; ok {
-			d.fail(k, fp, "defined twice (first on line %d)", prev)
-			continue
-		}
-		seen[k.Value] = k.Line
+	d.eachKey(n, path, "a name", func(k, val *yaml.Node, fp string) {
 		d.p.lines[fp] = k.Line
 		e := reflect.New(t.Elem()).Elem()
 		d.decode(val, e, fp)
 		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), e)
-	}
+	})
 	v.Set(m)
 }
