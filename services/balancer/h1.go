@@ -55,22 +55,7 @@ func (f *h1Frontend) serve() error {
 	if f.h2srv != nil {
 		go f.h2srv.Serve(f.h2ln)
 	}
-	var delay time.Duration
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if f.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("accepting: %w", err)
-		}
-		delay = 0
+	return acceptLoop(f.ln, &f.closing, func(c net.Conn) {
 		hc := &h1conn{b: f.b, c: c, f: f}
 		f.mu.Lock()
 		f.conns[hc] = struct{}{}
@@ -88,7 +73,7 @@ func (f *h1Frontend) serve() error {
 			}
 			hc.serve()
 		}()
-	}
+	})
 }
 
 // handshake runs the TLS handshake of hc and hands an HTTP/2 connection

@@ -40,22 +40,7 @@ func (b *Balancer) listenTCP(cfg *Config) (frontend, error) {
 }
 
 func (f *tcpFrontend) serve() error {
-	var delay time.Duration
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if f.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("accepting: %w", err)
-		}
-		delay = 0
+	return acceptLoop(f.ln, &f.closing, func(c net.Conn) {
 		f.mu.Lock()
 		f.conns[c] = struct{}{}
 		f.wg.Add(1)
@@ -67,7 +52,7 @@ func (f *tcpFrontend) serve() error {
 			delete(f.conns, c)
 			f.mu.Unlock()
 		}()
-	}
+	})
 }
 
 func (f *tcpFrontend) shutdown(ctx context.Context) {
