@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -38,7 +39,8 @@ type Options struct {
 	// web root.
 	SiteDir string
 	// WorkDir holds intermediate files (the compiled init); a temporary
-	// folder when empty.
+	// folder when empty. Builds of several nodes from the same source share
+	// it, so each board's init is compiled once.
 	WorkDir string
 	Log     *slog.Logger
 	// OTAPublicKey, when set, is baked into the root as OTAPublicKeyPath:
@@ -115,8 +117,10 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 		return nil, nil, err
 	}
 	initBin := filepath.Join(work, "init-"+o.Board.Name)
-	if err := CompileInit(ctx, o.SrcDir, o.Board, initBin); err != nil {
-		return nil, nil, err
+	if _, err := os.Stat(initBin); errors.Is(err, fs.ErrNotExist) {
+		if err := CompileInit(ctx, o.SrcDir, o.Board, initBin); err != nil {
+			return nil, nil, err
+		}
 	}
 	initData, err := os.ReadFile(initBin)
 	if err != nil {
