@@ -5,7 +5,9 @@ package services
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/piimage/piimage/overlays"
 )
@@ -28,3 +30,27 @@ type Service interface {
 // Factory builds a service from the node's validated overlay. It must not
 // open sockets or touch the system: Run does that.
 type Factory func(node *overlays.Node, log *slog.Logger) (Service, error)
+
+// Controller is a service that takes commands at run time from the node's
+// admin API, for planned operations such as a rollout: the VIP's
+// "handover", the balancer's "drain" and "undrain" of one backend.
+// Commands do not persist: a restart or a reload returns the service to
+// its overlay's configuration.
+type Controller interface {
+	// Control runs command with its argument ("" when it takes none) and
+	// returns a one-line account of what it did. It may wait for the
+	// command's effect (a drain waits for requests in flight) until ctx is
+	// done. An unknown command is an *UnknownCommandError.
+	Control(ctx context.Context, command, arg string) (string, error)
+}
+
+// UnknownCommandError is a command a Controller does not know.
+type UnknownCommandError struct {
+	Service, Command string
+	// Known lists the commands the service knows.
+	Known []string
+}
+
+func (e *UnknownCommandError) Error() string {
+	return fmt.Sprintf("%s knows no command %q (known: %s)", e.Service, e.Command, strings.Join(e.Known, ", "))
+}

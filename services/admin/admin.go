@@ -120,6 +120,9 @@ type Server struct {
 	// nil means not reported.
 	Firewall func() *FirewallStatus
 	Time     func() *TimeStatus
+	// Control, when set, serves POST /services/{name}/{command} (behind
+	// the token, or from the node itself); nil answers 404.
+	Control ControlFunc
 }
 
 // Handler returns the API's routes, wrapped in s.Middleware.

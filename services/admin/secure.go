@@ -22,10 +22,12 @@ import (
 // tlsHandshake is the first byte of a TLS record carrying a handshake.
 const tlsHandshake = 0x16
 
-// PlainHandler is the API over plain HTTP: every route for requests from
-// the loopback address, only GET /status and GET /health for others.
+// PlainHandler is the API over plain HTTP: every route (service commands
+// included) for requests from the loopback address, only GET /status and GET /health for others.
 func (s *Server) PlainHandler() http.Handler {
-	full := s.Handler()
+	full := http.NewServeMux()
+	full.Handle("/", s.Handler())
+	s.mountControl(full)
 	public := http.NewServeMux()
 	public.HandleFunc("GET /status", s.serveStatus)
 	public.HandleFunc("GET /health", s.serveHealth)
@@ -42,11 +44,13 @@ func (s *Server) PlainHandler() http.Handler {
 	})
 }
 
-// SecureHandler is the API over TLS: every route of Handler plus the OTA
-// routes when o is not nil, all behind the bearer token.
+// SecureHandler is the API over TLS: every route of Handler, the service
+// commands, and the OTA routes when o is not nil, all behind the bearer
+// token.
 func (s *Server) SecureHandler(c *Credentials, o *OTA) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Handler())
+	s.mountControl(mux)
 	if o != nil {
 		o.register(mux)
 	}

@@ -47,6 +47,7 @@ type otaNode struct {
 // plain HTTP on the same port; without a credential, only the restricted
 // plain HTTP. Process mode keeps the plain API of Server.Serve.
 func (r *instance) serveAdmin(ctx context.Context, srv *admin.Server, lns []net.Listener) error {
+	srv.Control = r.control
 	o := r.ota
 	if o == nil {
 		return srv.Serve(ctx, lns)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -138,7 +139,10 @@ func reloadService(svc services.Service, path string, log *slog.Logger) {
 	log.Info("reloaded", "overlay", path)
 }
 
-// healthHandler serves GET /health: 200 "ok" or 503 with the error.
+// healthHandler serves GET /health: 200 "ok" or 503 with the error, and
+// POST /control/COMMAND?arg=ARG for a service that is a
+// services.Controller: 200 with its answer, 404 for an unknown command,
+// 409 when it refuses.
 func healthHandler(svc services.Service) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +153,24 @@ func healthHandler(svc services.Service) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /control/{command}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		c, ok := svc.(services.Controller)
+		if !ok {
+			http.Error(w, "this service takes no commands", http.StatusNotFound)
+			return
+		}
+		msg, err := c.Control(r.Context(), r.PathValue("command"), r.URL.Query().Get("arg"))
+		var unknown *services.UnknownCommandError
+		switch {
+		case errors.As(err, &unknown):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusConflict)
+		default:
+			fmt.Fprintln(w, msg)
+		}
 	})
 	return mux
 }

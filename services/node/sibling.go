@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/piimage/piimage/services/supervise"
@@ -27,4 +29,13 @@ func SiblingHealth(name string) func() error {
 		defer cancel()
 		return supervise.CheckSocket(ctx, filepath.Join(dir, name+".sock"))
 	}
+}
+
+// control sends a command to one of this node's services over its socket
+// (the admin API's POST /services/{name}/{command}).
+func (r *instance) control(ctx context.Context, name, command, arg string) (string, error) {
+	if _, ok := r.registry[name]; !ok || strings.ContainsAny(name, "/.") {
+		return "", &supervise.ControlError{Status: http.StatusNotFound, Msg: "no service " + name + " on this node"}
+	}
+	return supervise.ControlSocket(ctx, filepath.Join(r.runDir, name+".sock"), command, arg)
 }

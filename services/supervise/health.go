@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -39,3 +40,45 @@ func CheckSocket(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// ControlSocket sends a command to the service behind the unix socket
+// path (POST /control/COMMAND?arg=ARG) and returns its one-line answer.
+// A refusal comes back as an error carrying the service's reason.
+func ControlSocket(ctx context.Context, path, command, arg string) (string, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	u := "http://service/control/" + url.PathEscape(command) + "?arg=" + url.QueryEscape(arg)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("sending %s: %w", command, err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sending %s: %w", command, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		if msg == "" {
+			msg = resp.Status
+		}
+		return "", &ControlError{Status: resp.StatusCode, Msg: msg}
+	}
+	return msg, nil
+}
+
+// ControlError is a service's refusal of a command: Status is the HTTP
+// status of its answer (404: no such command or no commands at all).
+type ControlError struct {
+	Status int
+	Msg    string
+}
+
+func (e *ControlError) Error() string { return e.Msg }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/piimage/piimage/overlays"
+	"github.com/piimage/piimage/services"
 )
 
 const testOverlay = `hostname: lb01
@@ -219,6 +220,41 @@ func TestServiceOverFakeSystem(t *testing.T) {
 	fs.up = true
 	fs.mu.Unlock()
 	waitFor(t, "master after fault", func() bool { return state() == "MASTER" })
+
+	// The admin API's "handover" returns once the peer has taken over.
+	var unknown *services.UnknownCommandError
+	if _, err := svc.Control(ctx, "explode", ""); !errors.As(err, &unknown) {
+		t.Errorf("Control(explode) = %v, want an unknown command", err)
+	}
+	handed := make(chan string, 1)
+	go func() {
+		msg, err := svc.Control(ctx, "handover", "")
+		if err != nil {
+			msg = "error: " + err.Error()
+		}
+		handed <- msg
+	}()
+	waitFor(t, "priority 0 sent", func() bool {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		last, err := ParseFrom(fs.sent[len(fs.sent)-1].Data, first.Src, Group)
+		return err == nil && last.Priority == 0
+	})
+	select {
+	case msg := <-handed:
+		t.Fatalf("handover returned %q before the peer took over", msg)
+	default:
+	}
+	fs.rx <- Received{Data: pkt(Packet{Version: 3, VRID: 51, Priority: 100, Interval: 10 * time.Millisecond, Addrs: good.Addrs}), Src: peer, Dst: Group, TTL: 255}
+	select {
+	case msg := <-handed:
+		if msg != "handed over: router 51 to 192.0.2.3" {
+			t.Errorf("handover = %q", msg)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handover did not return after the peer took over")
+	}
+	waitFor(t, "master after the peer went silent", func() bool { return state() == "MASTER" })
 
 	// Reload: a priority change is applied, a new address is refused.
 	if err := svc.Reload(testNode(t, strings.Replace(testOverlay, "priority: 150", "priority: 120", 1))); err != nil {
