@@ -79,9 +79,13 @@ type Interface struct {
 	Address netip.Prefix `yaml:"address"`
 	// Gateway is the default route's next hop; the zero Addr means none.
 	Gateway netip.Addr `yaml:"gateway,omitempty"`
-	// SSID and PSK configure Wi-Fi on wlan0.
-	SSID string `yaml:"ssid,omitempty"`
-	PSK  string `yaml:"psk,omitempty"`
+	// SSID, PSK, PMK, Country and Metric configure Wi-Fi on wlan0
+	// (wlan.go).
+	SSID    string `yaml:"ssid,omitempty"`
+	PSK     string `yaml:"psk,omitempty"`
+	PMK     string `yaml:"pmk,omitempty"`
+	Country string `yaml:"country,omitempty"`
+	Metric  int    `yaml:"metric,omitempty"`
 }
 
 // Admin configures the node's admin API.

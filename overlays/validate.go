@@ -50,12 +50,7 @@ func (n *Node) validateInterfaces(p *problems) {
 		p.addf("interfaces.eth0", "required, e.g. eth0: {address: 192.168.1.10/24, gateway: 192.168.1.1}")
 	} else {
 		eth0.validate(p, "interfaces.eth0")
-		if eth0.SSID != "" {
-			p.addf("interfaces.eth0.ssid", "Wi-Fi settings belong on wlan0")
-		}
-		if eth0.PSK != "" {
-			p.addf("interfaces.eth0.psk", "Wi-Fi settings belong on wlan0")
-		}
+		eth0.validateNoWiFi(p, "interfaces.eth0") // wlan.go
 	}
 	if wlan0 != nil {
 		wlan0.validate(p, "interfaces.wlan0")
@@ -91,47 +86,6 @@ func (i *Interface) validate(p *problems, path string) {
 			p.addf(path+".gateway", "%s", msg)
 		}
 	}
-}
-
-// validateWiFi checks wlan0's Wi-Fi credentials.
-func (i *Interface) validateWiFi(p *problems, path string) {
-	switch {
-	case len(i.SSID) > 32:
-		p.addf(path+".ssid", "is %d bytes long; an SSID has at most 32", len(i.SSID))
-	case hasControl(i.SSID):
-		p.addf(path+".ssid", "%q holds control characters", i.SSID)
-	}
-	if i.PSK == "" {
-		return
-	}
-	if i.SSID == "" {
-		p.addf(path+".psk", "set without ssid")
-	}
-	if msg := checkPSK(i.PSK); msg != "" {
-		p.addf(path+".psk", "%s", msg)
-	}
-}
-
-// checkPSK checks a WPA pre-shared key: a passphrase of 8 to 63 printable
-// ASCII characters, or 64 hex digits. The key itself is never echoed.
-func checkPSK(psk string) string {
-	if len(psk) == 64 {
-		for _, c := range psk {
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return "a 64-character psk must be hex digits (a passphrase has 8 to 63 characters)"
-			}
-		}
-		return ""
-	}
-	if len(psk) < 8 || len(psk) > 63 {
-		return fmt.Sprintf("is %d characters long; a passphrase has 8 to 63 (or 64 hex digits)", len(psk))
-	}
-	for _, c := range psk {
-		if c < 0x20 || c > 0x7e {
-			return "a passphrase may only hold printable ASCII characters"
-		}
-	}
-	return ""
 }
 
 func (n *Node) validateDNS(p *problems) {
