@@ -1,8 +1,7 @@
 package firewall
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,133 +10,62 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/piimage/piimage/internal/netnstest"
 	"github.com/piimage/piimage/overlays"
 )
 
 // lab is a set of network namespaces joined by a bridge in a namespace of
 // its own, on a test-only subnet that exists only inside them.
 type lab struct {
-	t      *testing.T
-	prefix string // e.g. 10.201.0
-	names  map[string]string
+	t     *testing.T
+	net   *netnstest.Lab
+	hosts map[string]*netnstest.Host
 }
 
 // newLab creates the bridge namespace and one namespace per host name,
-// host i getting address PREFIX.(i+2)/24 on its eth0. Everything is
+// host h getting the address addr(h)/24 on its eth0. Everything is
 // deleted when the test ends. It skips without root or ip.
 func newLab(t *testing.T, hosts ...string) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip (iproute2)")
-	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	suffix := hex.EncodeToString(b)
-	l := &lab{t: t, prefix: fmt.Sprintf("10.%d.%d", 200+int(b[0])%50, b[1]), names: map[string]string{}}
-	br := "piimg-fwbr-" + suffix
-	l.addNS(br)
-	l.ip("-n", br, "link", "add", "br0", "type", "bridge")
-	l.ip("-n", br, "link", "set", "br0", "up")
-	for i, h := range hosts {
-		ns := fmt.Sprintf("piimg-fw%s-%s", h, suffix)
-		if len(ns) > 30 {
-			ns = ns[:30]
-		}
-		l.addNS(ns)
-		l.names[h] = ns
-		port := fmt.Sprintf("p%d", i)
-		l.ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", br)
-		l.ip("-n", br, "link", "set", port, "master", "br0")
-		l.ip("-n", br, "link", "set", port, "up")
-		l.ip("-n", ns, "addr", "add", l.addr(h)+"/24", "dev", "eth0")
-		l.ip("-n", ns, "link", "set", "eth0", "up")
-		l.ip("-n", ns, "link", "set", "lo", "up")
-		_ = i
+	l := &lab{t: t, net: netnstest.NewLab(t, "fw"), hosts: map[string]*netnstest.Host{}}
+	for _, h := range hosts {
+		l.hosts[h] = l.net.Add(h, hostNumber(t, h))
 	}
 	return l
 }
 
-func (l *lab) addNS(ns string) {
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		l.t.Skipf("cannot create a network namespace: %v: %s", err, out)
-	}
-	l.t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			l.t.Errorf("deleting netns %s: %v: %s", ns, err, out)
+// hostNumber returns host h's number in the lab's subnet.
+func hostNumber(t *testing.T, h string) int {
+	for i, name := range labHosts {
+		if name == h {
+			return i + 2
 		}
-	})
-}
-
-func (l *lab) ip(args ...string) {
-	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
+	t.Fatalf("no host %s", h)
+	return 0
 }
 
 // addr returns host h's address.
-func (l *lab) addr(h string) string {
-	i := 0
-	for _, name := range labHosts {
-		if name == h {
-			return fmt.Sprintf("%s.%d", l.prefix, i+2)
-		}
-		i++
-	}
-	l.t.Fatalf("no host %s", h)
-	return ""
-}
+func (l *lab) addr(h string) string { return l.net.Addr(hostNumber(l.t, h)) }
 
 // labHosts are the hosts of every lab, in address order.
 var labHosts = []string{"node", "peer", "admin", "stranger"}
 
-// in runs f with the calling goroutine's thread inside host h's namespace.
-// Sockets f opens stay in that namespace.
-func (l *lab) in(h string, f func()) {
-	l.t.Helper()
-	ns, err := netns.GetFromName(l.names[h])
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer ns.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		l.t.Fatal(err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		l.t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			l.t.Errorf("returning to the original namespace: %v", err)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	f()
-}
+// in runs f on a thread inside host h's namespace. Sockets f opens stay
+// in that namespace.
+func (l *lab) in(h string, f func() error) error { return l.hosts[h].Do(f) }
 
 // applier returns an Applier for host h's namespace.
 func (l *lab) applier(h string) *Applier {
-	f, err := os.Open("/run/netns/" + l.names[h])
+	f, err := os.Open(l.hosts[h].Path())
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -147,7 +75,7 @@ func (l *lab) applier(h string) *Applier {
 
 // nft runs nft in host h's namespace.
 func (l *lab) nft(h string, stdin string, args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.names[h], "nft"}, args...)...)
+	cmd := l.hosts[h].Command("nft", args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -155,22 +83,15 @@ func (l *lab) nft(h string, stdin string, args ...string) (string, error) {
 
 // dial connects from host h to addr within timeout.
 func (l *lab) dial(h, addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	var err error
-	l.in(h, func() {
-		// The socket is made here; the handshake runs on any thread.
-		d := net.Dialer{Timeout: timeout}
-		c, err = d.Dial("tcp4", addr)
-	})
-	return c, err
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.hosts[h].DialContext(ctx, "tcp4", addr)
 }
 
 // serve opens an echo-once TCP listener in host h on port and closes it
 // at the end of the test.
 func (l *lab) serve(h string, port int) {
-	var ln net.Listener
-	var err error
-	l.in(h, func() { ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)) })
+	ln, err := l.hosts[h].Listen("tcp4", fmt.Sprintf(":%d", port))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -210,7 +131,7 @@ firewall:
 `
 
 func (l *lab) overlay() *overlays.Node {
-	n, err := overlays.Parse("lab.yaml", []byte(strings.ReplaceAll(testOverlay, "PFX", l.prefix)))
+	n, err := overlays.Parse("lab.yaml", []byte(strings.ReplaceAll(testOverlay, "PFX", l.net.Subnet)))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -387,8 +308,7 @@ func TestFirewallInNamespaces(t *testing.T) {
 	t.Run("vrrp", func(t *testing.T) {
 		before := counters(t, a)
 		var rx net.PacketConn
-		var err error
-		l.in("node", func() { rx, err = net.ListenPacket("ip4:112", "0.0.0.0") })
+		err := l.in("node", func() (err error) { rx, err = net.ListenPacket("ip4:112", "0.0.0.0"); return err })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,8 +326,7 @@ func TestFirewallInNamespaces(t *testing.T) {
 		}()
 		send := func(h string) {
 			var c net.PacketConn
-			var err error
-			l.in(h, func() { c, err = net.ListenPacket("ip4:112", l.addr(h)) })
+			err := l.in(h, func() (err error) { c, err = net.ListenPacket("ip4:112", l.addr(h)); return err })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -502,23 +421,27 @@ func connectBurst(l *lab, h, addr string, n int) int {
 	ap := netip.MustParseAddrPort(addr)
 	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	var fds []int
-	l.in(h, func() {
-		for i := 0; i < n; i++ {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				l.t.Fatal(err)
-			}
-			fds = append(fds, fd)
-			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-				l.t.Fatal(err)
-			}
-		}
-	})
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}()
+	err := l.in(h, func() error {
+		for i := 0; i < n; i++ {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
 	time.Sleep(700 * time.Millisecond)
 	ok := 0
 	for _, fd := range fds {
@@ -537,8 +460,7 @@ func connectBurst(l *lab, h, addr string, n int) int {
 // counts the replies within a second.
 func pingBurst(t *testing.T, l *lab, h, dst string, n int) int {
 	var c *icmp.PacketConn
-	var err error
-	l.in(h, func() { c, err = icmp.ListenPacket("ip4:icmp", l.addr(h)) })
+	err := l.in(h, func() (err error) { c, err = icmp.ListenPacket("ip4:icmp", l.addr(h)); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
