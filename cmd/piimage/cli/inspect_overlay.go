@@ -40,14 +40,14 @@ func describeOverlay(w io.Writer, data []byte) {
 }
 
 // secretKey matches an overlay key whose value is a secret, quoted or not.
-var secretKey = regexp.MustCompile(`(^|[\s{,])["']?(psk|password_hash)["']?\s*:`)
+var secretKey = regexp.MustCompile(`(^|[\s{,])["']?(psk|pmk|password_hash)["']?\s*:`)
 
 // flowValue is a YAML value inside a flow mapping: a quoted string or a
 // plain scalar up to the next ',' or '}'.
 var flowValue = regexp.MustCompile(`^\s*("(?:[^"\\]|\\.)*"?|'(?:[^']|'')*'?|[^,}#]*)`)
 
 // redactOverlay returns the overlay text with every secret masked: the
-// values of psk and password_hash keys (to the end of the line in block
+// values of psk, pmk and password_hash keys (to the end of the line in block
 // style, and the whole indented block of a | or > scalar; the value
 // alone in flow style), and, when the overlay parses, every occurrence
 // of those values elsewhere.
@@ -74,7 +74,7 @@ func redactOverlay(data []byte, n *overlays.Node) string {
 	var secrets []string
 	for _, ifc := range []*overlays.Interface{n.Interfaces.Eth0, n.Interfaces.Wlan0} {
 		if ifc != nil {
-			secrets = append(secrets, ifc.PSK)
+			secrets = append(secrets, ifc.PSK, ifc.PMK)
 		}
 	}
 	if n.Balancer != nil && n.Balancer.Stats != nil {

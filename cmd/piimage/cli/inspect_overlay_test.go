@@ -43,6 +43,7 @@ func TestRedactOverlay(t *testing.T) {
 		{"invalid overlay", "hostname: X\npsk: hunter2hunter2\nwlan0: {psk: \"s3cr3t-s3cr3t\", ssid: x}\n", []string{"hunter2hunter2", "s3cr3t-s3cr3t"}},
 		{"quoted key", "hostname: X\n\"psk\": hunter2hunter2\nw: {'password_hash': s3cr3t-s3cr3t}\n", []string{"hunter2hunter2", "s3cr3t-s3cr3t"}},
 		{"two on a line", "x: {psk: aaaaaaaaaa, password_hash: bbbbbbbbbb}\n", []string{"aaaaaaaaaa", "bbbbbbbbbb"}},
+		{"pmk", strings.Replace(secretLB, `psk: "correct horse battery"`, "pmk: f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e", 1), []string{"f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
