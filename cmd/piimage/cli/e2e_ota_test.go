@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/piimage/piimage/boards/qemu"
+	"github.com/piimage/piimage/cmd/piimage/rollout"
 	"github.com/piimage/piimage/image"
 	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/services/node"
@@ -119,17 +120,17 @@ func TestOTAUnderQEMU(t *testing.T) {
 	bootStart := time.Now()
 	st := waitNode(t, ctx, c, loop)
 	t.Logf("v1 up: HTTPS admin API answered %.1fs after QEMU started; running slot %s", time.Since(bootStart).Seconds(), st.Booted)
-	if st.Booted != "a" || slotVersion(st, "a") != "v1" {
+	if st.Booted != "a" || rollout.SlotVersion(st, "a") != "v1" {
 		t.Fatalf("status = %+v", st)
 	}
 	// The plain port still answers /status, and only that, from outside
 	// the node.
 	plainStatus(t, port, "v1")
 
-	opts := updateOptions{out: logWriter{t}, poll: time.Second}
+	opts := rollout.PushOptions{Out: logWriter{t}, Poll: time.Second}
 
 	// v2: committed.
-	out, err := pushUpdate(ctx, c, openImage(t, imgs["v2"]), opts)
+	out, err := rollout.Push(ctx, c, openImage(t, imgs["v2"]), opts)
 	if err != nil {
 		t.Fatalf("update to v2: %v", err)
 	}
@@ -140,7 +141,7 @@ func TestOTAUnderQEMU(t *testing.T) {
 	plainStatus(t, port, "v2")
 
 	// v3 fails its health checks: rolled back to v2 by the node itself.
-	out, err = pushUpdate(ctx, c, openImage(t, imgs["v3"]), opts)
+	out, err = rollout.Push(ctx, c, openImage(t, imgs["v3"]), opts)
 	if err != nil {
 		t.Fatalf("update to v3: %v", err)
 	}
@@ -149,14 +150,14 @@ func TestOTAUnderQEMU(t *testing.T) {
 	}
 	t.Logf("RESULT v3: rolled back %.1fs after the update started (%s), %d bytes sent", out.Took.Seconds(), out.Reason, out.Sent)
 	st = waitNode(t, ctx, c, loop)
-	if st.Booted != "b" || slotVersion(st, "b") != "v2" || !st.Slots[1].Config {
+	if st.Booted != "b" || rollout.SlotVersion(st, "b") != "v2" || !st.Slots[1].Config {
 		t.Fatalf("after the rollback: %+v", st)
 	}
 	plainStatus(t, port, "v2")
 
 	// Signed by another cluster's key: refused, nothing written.
 	before := st
-	_, err = pushUpdate(ctx, c, openImage(t, imgs["bad"]), opts)
+	_, err = rollout.Push(ctx, c, openImage(t, imgs["bad"]), opts)
 	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not signed by a key this node trusts") {
 		t.Fatalf("badly signed update: %v", err)
 	}
@@ -214,7 +215,7 @@ func setTryBoot(t *testing.T, img, key string) {
 }
 
 // waitNode waits until the node's HTTPS admin API answers GET /ota.
-func waitNode(t *testing.T, ctx context.Context, c *adminClient, loop *qemu.Loop) ota.Status {
+func waitNode(t *testing.T, ctx context.Context, c *rollout.Client, loop *qemu.Loop) ota.Status {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -224,7 +225,7 @@ func waitNode(t *testing.T, ctx context.Context, c *adminClient, loop *qemu.Loop
 		default:
 		}
 		var st ota.Status
-		if err := c.getJSON(ctx, "/ota", &st); err == nil {
+		if err := c.GetJSON(ctx, "/ota", &st); err == nil {
 			return st
 		}
 		time.Sleep(500 * time.Millisecond)

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/ed25519"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/piimage/piimage/cmd/piimage/rollout"
 	"github.com/piimage/piimage/image"
 	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/overlays"
@@ -100,6 +102,8 @@ type fakeNode struct {
 	fail  string
 	// updated, when set, is called when an update was written.
 	updated func()
+	// control, when set, answers the service commands (handover, drain).
+	control func(service, command, arg string) (string, error)
 }
 
 func startFakeNode(t *testing.T, keysDir string) *fakeNode {
@@ -142,6 +146,12 @@ func startFakeNode(t *testing.T, keysDir string) *fakeNode {
 	}
 	srv := &admin.Server{Node: &overlays.Node{Hostname: "n1", Role: "web",
 		Interfaces: overlays.Interfaces{Eth0: &overlays.Interface{Address: netip.MustParsePrefix("10.0.2.15/24")}}}}
+	srv.Control = func(_ context.Context, service, command, arg string) (string, error) {
+		if n.control == nil {
+			return "", errors.New("no commands")
+		}
+		return n.control(service, command, arg)
+	}
 	up := &admin.OTA{Agent: n.agent, Log: slog.New(slog.DiscardHandler), Updated: func(res *ota.Result) {
 		// The reboot into the trial, and its verdict.
 		if n.updated != nil {
@@ -193,14 +203,14 @@ func TestUpdateCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	opts := updateOptions{out: &out, poll: 10 * time.Millisecond}
+	opts := rollout.PushOptions{Out: &out, Poll: 10 * time.Millisecond}
 
 	v2 := smallImage(t, dir, "v2", "kernel", keys)
-	res, err := pushUpdate(ctx, c, openImage(t, v2), opts)
+	res, err := rollout.Push(ctx, c, openImage(t, v2), opts)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if res.Result != ota.ResultCommitted || res.Version != "v2" || res.Slot != "b" || res.err() != nil || res.Sent == 0 {
+	if res.Result != ota.ResultCommitted || res.Version != "v2" || res.Slot != "b" || res.Err() != nil || res.Sent == 0 {
 		t.Errorf("outcome %+v", res)
 	}
 	if !strings.Contains(out.String(), "committed:") {
@@ -213,11 +223,11 @@ func TestUpdateCommand(t *testing.T) {
 	n.fail = "web: not healthy"
 	v3 := smallImage(t, dir, "v3", "kernel", keys)
 	out.Reset()
-	res, err = pushUpdate(ctx, c, openImage(t, v3), opts)
+	res, err = rollout.Push(ctx, c, openImage(t, v3), opts)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if res.Result != ota.ResultRolledBack || res.Reason != "web: not healthy" || res.err() == nil {
+	if res.Result != ota.ResultRolledBack || res.Reason != "web: not healthy" || res.Err() == nil {
 		t.Errorf("outcome %+v", res)
 	}
 	kernel := openImage(t, v3).Manifest
@@ -228,14 +238,14 @@ func TestUpdateCommand(t *testing.T) {
 
 	// Signed by another cluster: refused.
 	bad := smallImage(t, filepath.Join(dir, "bad"), "v4", "kernel", other)
-	_, err = pushUpdate(ctx, c, openImage(t, bad), opts)
+	_, err = rollout.Push(ctx, c, openImage(t, bad), opts)
 	if err == nil || !strings.Contains(err.Error(), "refused the update (nothing was written)") {
 		t.Errorf("badly signed: %v", err)
 	}
 
 	// A client with another cluster's keys does not trust the node.
 	c2, _ := newAdminClient(n.addr, other)
-	if _, err := pushUpdate(ctx, c2, openImage(t, v2), opts); err == nil || !strings.Contains(err.Error(), "is not the cluster's") {
+	if _, err := rollout.Push(ctx, c2, openImage(t, v2), opts); err == nil || !strings.Contains(err.Error(), "is not the cluster's") {
 		t.Errorf("client with other keys: %v", err)
 	}
 }
