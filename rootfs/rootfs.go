@@ -163,6 +163,9 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 		DataHashSeed: derivedUUID("data hash seed", o.Node.Hostname),
 		BootVolumeID: derivedID("boot volume", o.Node.Hostname),
 	}
+	if p.Root, err = withFsck(ctx, o, p.Root); err != nil { // fsck.go: /sbin/e2fsck for the data partition
+		return nil, nil, err
+	}
 	return p, rel, nil
 }
 
