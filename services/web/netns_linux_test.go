@@ -2,100 +2,31 @@ package web
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/piimage/piimage/internal/netnstest"
 )
-
-// inNetns runs fn on an OS thread that has joined the network namespace at
-// nsPath; sockets fn creates stay in that namespace. The thread is never
-// handed back to other goroutines if it cannot return to its namespace.
-func inNetns(nsPath string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open(nsPath)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering %s: %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread ends with this goroutine.
-			errc <- fmt.Errorf("leaving %s: %w", nsPath, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
 
 // TestNetns serves the web root in one network namespace and fetches it
 // from another over a veth pair, as a balancer in front of a web node
 // would. It needs root and ip(8).
 func TestNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	ipCmd, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("ip(8) not installed")
-	}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(ipCmd, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	srvNS, cliNS := "piimg-ws"+id, "piimg-wc"+id
-	for _, ns := range []string{srvNS, cliNS} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() { exec.Command(ipCmd, "netns", "del", ns).Run() })
-	}
+	srvNS, cliNS := netnstest.New(t, "ws"), netnstest.New(t, "wc")
 	// The veth pair is created with its ends inside the namespaces:
 	// nothing is added to the machine's own network.
-	ip("-n", srvNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", cliNS)
-	ip("-n", srvNS, "addr", "add", "10.251.0.1/24", "dev", "eth0")
-	ip("-n", cliNS, "addr", "add", "10.251.0.2/24", "dev", "eth0")
-	for _, ns := range []string{srvNS, cliNS} {
-		ip("-n", ns, "link", "set", "lo", "up")
-		ip("-n", ns, "link", "set", "eth0", "up")
-	}
+	netnstest.Veth(t, netnstest.End{NS: srvNS, Name: "eth0", Addr: "10.251.0.1/24"},
+		netnstest.End{NS: cliNS, Name: "eth0", Addr: "10.251.0.2/24"})
 
 	f := newFixture(t)
 	cfg := baseConfig(f)
 	cfg.Listen = "10.251.0.1:80"
-	cfg.ListenFunc = func(ctx context.Context, network, addr string) (ln net.Listener, err error) {
-		err = inNetns("/var/run/netns/"+srvNS, func() error {
-			ln, err = net.Listen(network, addr)
-			return err
-		})
-		return ln, err
+	cfg.ListenFunc = func(ctx context.Context, network, addr string) (net.Listener, error) {
+		return srvNS.Listen(network, addr)
 	}
 	startServer(t, cfg)
 
@@ -103,16 +34,11 @@ func TestNetns(t *testing.T) {
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
 			DisableCompression: true,
-			DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-				err = inNetns("/var/run/netns/"+cliNS, func() error {
-					var d net.Dialer
-					c, err = d.DialContext(ctx, network, addr)
-					return err
-				})
-				return c, err
-			},
+			DialContext:        cliNS.DialContext,
 		},
 	}
+	// Idle connections would keep the client namespace alive.
+	t.Cleanup(client.CloseIdleConnections)
 	get := func(path string, hdr ...string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", "http://10.251.0.1"+path, nil)
@@ -148,9 +74,9 @@ func TestNetns(t *testing.T) {
 
 	// curl from the client namespace, when installed.
 	if curl, err := exec.LookPath("curl"); err == nil {
-		out, err := exec.Command(ipCmd, "netns", "exec", cliNS, curl, "-sS", "-m", "10", "http://10.251.0.1/whoami").CombinedOutput()
+		out, err := cliNS.Command(curl, "-sS", "-m", "10", "http://10.251.0.1/whoami").CombinedOutput()
 		if err != nil || string(out) != testHost+"\n" {
-			t.Errorf("curl in %s: %v %q", cliNS, err, out)
+			t.Errorf("curl in %s: %v %q", cliNS.Name, err, out)
 		}
 	}
 }
