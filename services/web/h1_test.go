@@ -210,20 +210,11 @@ func TestH1IdleTimeout(t *testing.T) {
 // TestH1WriteTimeout checks that a client that stops reading is cut off.
 func TestH1WriteTimeout(t *testing.T) {
 	f := newFixture(t)
-	huge := filepath.Join(f.root, "huge.bin")
-	if err := os.WriteFile(huge, make([]byte, 64<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeHuge(t, f.root)
 	cfg := baseConfig(f)
 	cfg.WriteTimeout = 300 * time.Millisecond
 	r := startServer(t, cfg)
-	c, err := net.Dial("tcp", r.s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4096)
-	io.WriteString(c, "GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	stalledDownload(t, r.s.Addr().String())
 	eventually(t, 5*time.Second, "the stalled connection to be closed", func() bool { return r.s.Stats().Conns == 0 })
 }
 

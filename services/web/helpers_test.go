@@ -329,6 +329,28 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// writeHuge puts huge.bin, 64 MiB of zeros, in root.
+func writeHuge(t testing.TB, root string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(root, "huge.bin"), make([]byte, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stalledDownload asks the server at addr for /huge.bin (see writeHuge) on
+// a new connection with a 4 KiB receive buffer that is never read, so the
+// server's writes soon block. The connection is closed when the test ends.
+func stalledDownload(t testing.TB, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	io.WriteString(c, "GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+}
+
 // expectClosed reads from c until the server closes it, and fails when
 // that takes longer than within.
 func expectClosed(t testing.TB, c net.Conn, within time.Duration) time.Duration {

@@ -325,17 +325,11 @@ func TestGracefulStop(t *testing.T) {
 
 func TestGracePeriodExceeded(t *testing.T) {
 	f := newFixture(t)
-	os.WriteFile(filepath.Join(f.root, "huge.bin"), make([]byte, 64<<20), 0o644)
+	writeHuge(t, f.root)
 	cfg := baseConfig(f)
 	cfg.GracePeriod = 300 * time.Millisecond
 	r := startServer(t, cfg)
-	c, err := net.Dial("tcp", r.s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4096)
-	io.WriteString(c, "GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	stalledDownload(t, r.s.Addr().String())
 	eventually(t, 5*time.Second, "the request to start", func() bool { return r.s.Stats().Conns == 1 })
 	start := time.Now()
 	r.stop(t)
