@@ -2,8 +2,6 @@ package ext4
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -13,6 +11,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/piimage/piimage/internal/goldentest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden-*.sha256")
@@ -223,21 +223,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum := sha256.Sum256(b)
-			got := hex.EncodeToString(sum[:]) + "\n"
-			golden := filepath.Join("testdata", fmt.Sprintf("golden-16MiB-%d.sha256", bs))
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("image hash %s, golden %s (run go test -update if the change is intended)", got, want)
-			}
+			goldentest.SHA256(t, filepath.Join("testdata", fmt.Sprintf("golden-16MiB-%d.sha256", bs)), b, *update)
 		})
 	}
 }

@@ -2,8 +2,6 @@ package fat32
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/piimage/piimage/internal/goldentest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.sha256")
@@ -127,21 +127,7 @@ func TestDeterministic(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatal("two builds of the same tree differ")
 	}
-	sum := sha256.Sum256(a)
-	got := hex.EncodeToString(sum[:])
-	golden := filepath.Join("testdata", "golden.sha256")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("reading golden hash (run with -update to create it): %v", err)
-	}
-	if got != strings.TrimSpace(string(want)) {
-		t.Errorf("image hash %s, golden %s: the on-disk format changed; if intended, run go test -run TestDeterministic -update", got, strings.TrimSpace(string(want)))
-	}
+	goldentest.SHA256(t, filepath.Join("testdata", "golden.sha256"), a, *update)
 }
 
 // TestWriteErrors checks that trees FAT cannot hold fail with an error
