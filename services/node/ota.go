@@ -42,6 +42,46 @@ type otaNode struct {
 	tryboot atomic.Bool
 }
 
+// setRelease notes the running release; a test build that fails its
+// trial on purpose gets a short deadline.
+func (o *otaNode) setRelease(rel admin.Release) {
+	if o.testUnhealthy = isTestUnhealthy(rel.Version); o.testUnhealthy {
+		// The rollback test need not wait the full deadline.
+		o.health.Deadline = 20 * time.Second
+	}
+}
+
+// onBoot applies the trial state machine to this boot (the agent must be
+// set): it counts a trial boot, rolls a crash-looping trial back, or
+// records a trial that never started. reboot says the caller must reboot
+// at once (a rollback).
+func (o *otaNode) onBoot() (reboot bool, err error) {
+	d, t, reason, err := o.agent.OnBoot()
+	switch d {
+	case ota.InTrial:
+		o.trial = t
+		o.con.say("trial boot %d of %d of %s in slot %s: it commits once healthy for %v (deadline %v)",
+			t.Boots, t.MaxBoots, t.Version, t.Slot, orDefault(o.health.Stable, ota.DefaultHealthStable), orDefault(o.health.Deadline, ota.DefaultHealthDeadline))
+	case ota.RollBack:
+		o.con.say("%s; rolled back to slot %s (%s), rebooting", reason, t.Previous, t.PreviousVersion)
+		if err != nil {
+			o.con.say("rolling back: %v", err)
+		}
+		reboot = true
+	case ota.TrialLost:
+		o.con.say("update %s rolled back: %s", t.Version, reason)
+	}
+	return reboot, err
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
 // serveAdmin serves the admin API until ctx is done. In PID 1 mode it is
 // TLS with the cluster credential (OTA routes included) and restricted
 // plain HTTP on the same port; without a credential, only the restricted

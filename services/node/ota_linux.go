@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"time"
 
 	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/services/admin"
@@ -39,10 +38,7 @@ func (b *boot) otaStep() error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	if o.testUnhealthy = isTestUnhealthy(rel.Version); o.testUnhealthy {
-		// The rollback test need not wait the full deadline.
-		o.health.Deadline = 20 * time.Second
-	}
+	o.setRelease(rel)
 	pem, err := os.ReadFile(otaPublicKey)
 	if errors.Is(err, fs.ErrNotExist) {
 		return errors.Join(append(errs, fmt.Errorf("updates disabled: the image has no %s", otaPublicKey))...)
@@ -74,33 +70,14 @@ func (b *boot) otaStep() error {
 		DiskID: b.root.DiskID,
 		Log:    b.log,
 	}
-	d, t, reason, err := o.agent.OnBoot()
-	switch d {
-	case ota.InTrial:
-		o.trial = t
-		b.con.say("trial boot %d of %d of %s in slot %s: it commits once healthy for %v (deadline %v)",
-			t.Boots, t.MaxBoots, t.Version, t.Slot, orDefault(o.health.Stable, ota.DefaultHealthStable), orDefault(o.health.Deadline, ota.DefaultHealthDeadline))
-	case ota.RollBack:
-		b.con.say("%s; rolled back to slot %s (%s), rebooting", reason, t.Previous, t.PreviousVersion)
-		if err != nil {
-			b.con.say("rolling back: %v", err)
-		}
+	reboot, err := o.onBoot()
+	if reboot {
 		b.shutdown(actionReboot, nil)
-	case ota.TrialLost:
-		b.con.say("update %s rolled back: %s", t.Version, reason)
 	}
 	if err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // reboot restarts or powers off; a restart that an update asked to be a

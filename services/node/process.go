@@ -25,6 +25,7 @@ type processFlags struct {
 	overlay   string
 	release   string
 	adminAddr string
+	card      string
 	noNetwork bool
 }
 
@@ -33,7 +34,7 @@ func parseProcessFlags(args []string, stderr io.Writer) (processFlags, error) {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: init --state DIR --overlay FILE [--release FILE] [--admin-addr IP:PORT] [--no-network]")
+		fmt.Fprintln(stderr, "usage: init --state DIR --overlay FILE [--card DIR | --release FILE] [--admin-addr IP:PORT] [--no-network]")
 		fmt.Fprintln(stderr, "       init service NAME --overlay FILE --sock PATH")
 		fmt.Fprintln(stderr, "Process mode runs a node as an ordinary process; run it inside `ip netns exec NAME`.")
 		fs.PrintDefaults()
@@ -41,6 +42,7 @@ func parseProcessFlags(args []string, stderr io.Writer) (processFlags, error) {
 	fs.StringVar(&f.state, "state", "", "state folder: last-good.yaml, run/, logs/, etc/ (required)")
 	fs.StringVar(&f.overlay, "overlay", "", "the node's overlay file (required)")
 	fs.StringVar(&f.release, "release", "", "release.json to report on /status")
+	fs.StringVar(&f.card, "card", "", "card folder (boot/, root-a, root-b, ota.pub, admin/): run the slot it boots, take signed updates, trial, commit and roll back as on a Pi")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin API listen address instead of 127.0.0.1 and eth0 at the overlay's port")
 	fs.BoolVar(&f.noNetwork, "no-network", false, "touch no interface; serve the admin API on 127.0.0.1 only (allowed in the initial network namespace)")
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +53,9 @@ func parseProcessFlags(args []string, stderr io.Writer) (processFlags, error) {
 	}
 	if f.state == "" || f.overlay == "" {
 		return f, errors.New("--state and --overlay are required")
+	}
+	if f.card != "" && f.release != "" {
+		return f, errors.New("--card and --release exclude each other: a card's release is its running slot's release.json")
 	}
 	return f, nil
 }
@@ -83,20 +88,34 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer, r
 			return 2
 		}
 	}
-	rt, cleanup, err := newProcessRuntime(f, network, stdout, stderr, registry)
+	pr, err := newProcessRuntime(f, network, stdout, stderr, registry)
 	if err != nil {
 		fmt.Fprintf(stderr, "init: %v\n", err)
 		return 1
 	}
-	defer cleanup()
-
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	act, err := rt.run(ctx, nil)
-	if err != nil {
-		rt.con.say("%v", err)
+	rt := pr.inst
+	act := actionReboot // a rollback at start restarts at once
+	if !pr.restartNow {
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		act, err = rt.run(ctx, nil)
+		stop()
+		if err != nil {
+			rt.con.say("%v", err)
+			pr.cleanup()
+			return 1
+		}
+	}
+	if act == actionReboot && pr.card != nil {
+		if err := pr.card.restart(rt.ota); err != nil {
+			rt.con.say("reboot: %v", err)
+		}
+		rt.con.say("reboot: restarting this process (process mode plays the firmware with --card)")
+		pr.cleanup()
+		err := restartSelf() // ota_process_linux.go; returns only on failure
+		fmt.Fprintf(stderr, "init: reboot: %v\n", err)
 		return 1
 	}
+	defer pr.cleanup()
 	if act != actionExit {
 		rt.con.say("%s requested: process mode exits instead", act)
 	}
@@ -104,20 +123,32 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer, r
 	return 0
 }
 
-// newProcessRuntime prepares the state folder, the logs and the overlay.
-func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, registry Registry) (*instance, func(), error) {
+// processRuntime is a prepared process-mode node.
+type processRuntime struct {
+	inst    *instance
+	cleanup func()
+	// card is the --card folder; nil without one.
+	card *processCard
+	// restartNow: the card's trial was rolled back at start; restart
+	// before running anything, as a Pi reboots at once.
+	restartNow bool
+}
+
+// newProcessRuntime prepares the state folder, the logs, the overlay and
+// the card folder.
+func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, registry Registry) (*processRuntime, error) {
 	state, err := filepath.Abs(f.state)
 	if err != nil {
-		return nil, nil, fmt.Errorf("state folder: %w", err)
+		return nil, fmt.Errorf("state folder: %w", err)
 	}
 	for _, d := range []string{"run", "logs", "etc"} {
 		if err := os.MkdirAll(filepath.Join(state, d), 0o755); err != nil {
-			return nil, nil, fmt.Errorf("creating the state folder: %w", err)
+			return nil, fmt.Errorf("creating the state folder: %w", err)
 		}
 	}
 	logFile, err := os.OpenFile(filepath.Join(state, "logs", "init.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening the log: %w", err)
+		return nil, fmt.Errorf("opening the log: %w", err)
 	}
 	ring := supervise.NewRing(supervise.DefaultLogLines, nil)
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(stderr, ring, logFile), nil))
@@ -128,9 +159,9 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 			cleanups[i]()
 		}
 	}
-	fail := func(err error) (*instance, func(), error) {
+	fail := func(err error) (*processRuntime, error) {
 		cleanup()
-		return nil, nil, err
+		return nil, err
 	}
 
 	overlay, err := filepath.Abs(f.overlay)
@@ -143,10 +174,22 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 	}
 	reportOverlay(con, l)
 	var rel admin.Release
-	if f.release != "" {
+	var card *processCard
+	switch {
+	case f.release != "":
 		if rel, err = readRelease(f.release); err != nil {
 			return fail(err)
 		}
+	case f.card != "":
+		dir, err := filepath.Abs(f.card)
+		if err != nil {
+			return fail(fmt.Errorf("card folder: %w", err))
+		}
+		if card, err = openCard(dir); err != nil {
+			return fail(err)
+		}
+		rel = card.release
+		con.say("card %s: starting slot %s (%s)", dir, card.slot, rel.Version)
 	}
 	addrs, err := processAdminAddrs(f.adminAddr, l, network)
 	if err != nil {
@@ -170,7 +213,7 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 	if err := writeEtc(filepath.Join(state, "etc"), n); err != nil {
 		return fail(err)
 	}
-	return &instance{
+	inst := &instance{
 		con:        con,
 		log:        log,
 		initLog:    ring,
@@ -181,7 +224,17 @@ func newProcessRuntime(f processFlags, network bool, stdout, stderr io.Writer, r
 		exe:        "/proc/self/exe",
 		network:    network,
 		adminAddrs: addrs,
-	}, cleanup, nil
+	}
+	pr := &processRuntime{inst: inst, cleanup: cleanup, card: card}
+	if card != nil {
+		inst.slot = card.slot
+		o, reboot, err := card.otaNode(con, inst)
+		if err != nil {
+			con.say("%v", err)
+		}
+		inst.ota, pr.restartNow = o, reboot
+	}
+	return pr, nil
 }
 
 // processAdminAddrs returns the admin listen addresses of process mode.
