@@ -15,11 +15,10 @@ import (
 // recorded file system errors on it, and that the secret files on it are
 // readable by root only (fixing their mode).
 //
-// It runs no fsck: the kernel replays the ext4 journal on mount, which is
-// what keeps the partition consistent across power cuts, and a full check
-// written in Go that repairs a live file system is not worth its risk.
-// Errors the kernel found are reported, so that a person runs e2fsck
-// from a PC.
+// It runs no fsck itself: mountData ran e2fsck before the mount when the
+// superblock asked for it (fsck_linux.go), and the kernel replays the
+// ext4 journal on mount. Errors the kernel has recorded since are
+// reported here; the next boot's check repairs them.
 func (b *boot) protectDataStep() error {
 	if !slices.Contains(b.mounted, "/data") {
 		return nil
@@ -35,7 +34,7 @@ func (b *boot) protectDataStep() error {
 	if b.disk != "" {
 		dir := filepath.Join("/sys/fs/ext4", PartitionDevice(b.disk, 4))
 		if n, err := os.ReadFile(filepath.Join(dir, "errors_count")); err == nil && strings.TrimSpace(string(n)) != "0" {
-			b.con.say("the kernel recorded %s errors on the data partition; check it with e2fsck -f from a PC", strings.TrimSpace(string(n)))
+			b.con.say("the kernel recorded %s errors on the data partition; the next boot checks it with e2fsck", strings.TrimSpace(string(n)))
 		}
 	}
 	fixed, err := protectSecrets(secretFiles("/data", lastGood, b.loaded.node))

@@ -192,10 +192,15 @@ func (b *boot) mountBoot() error {
 	return nil
 }
 
+// mountData checks the data partition with e2fsck when its superblock
+// asks for it (or when the mount fails), then mounts it (fsck_linux.go).
 func (b *boot) mountData() error {
 	dev := "/dev/" + PartitionDevice(b.disk, 4)
-	if err := mount(dev, "/data", "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("%w; no fsck is run yet, so the node runs without its data partition", err)
+	c := dataChecker{Fsck: fsckPath, Say: b.con.say, Mount: func(dev, target string, flags uintptr) error {
+		return mount(dev, target, "ext4", flags, "")
+	}}
+	if _, err := c.checkAndMount(dev, "/data", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+		return err
 	}
 	b.mounted = append(b.mounted, "/data")
 	return nil
