@@ -46,6 +46,7 @@ func labSubs() []labSub {
 		{"heal", "lab heal [NODE]", "undo the faults of a node (or all), booting killed nodes", runLabHeal},
 		{"drain", "lab drain NODE [--undo]", "stop (or resume) sending requests to a web node, by reloading the load balancers", runLabDrain},
 		{"load", "lab load [--rate R] [--duration D] [--out FILE.csv]", "drive HTTP load at the VIP from the client namespace and record every request", runLabLoad},
+		{"rollout", "lab rollout IMAGE... [--keys DIR]", "update the lab's nodes one at a time with signed images (the lab must be up with --images)", runLabRollout},
 		{"report", "lab report [CLUSTER] [--html FILE]", "measure failovers (a lab is brought up for it when none is) and print the table", runLabReport},
 		{"dashboard", "lab dashboard [--listen 127.0.0.1:8377]", "serve the cluster dashboard on this machine's loopback", runLabDashboard},
 	}
@@ -99,10 +100,12 @@ func openLab(g labGlobal) (*lab.Lab, error) {
 }
 
 func runLabUp(ctx context.Context, g labGlobal, args []string, stdout, stderr io.Writer) error {
-	var initBin, src string
-	fs := labFlags(&g, "lab up", "lab up [CLUSTER] [--init BIN] [--src DIR]", stderr)
+	var initBin, src, images, keys string
+	fs := labFlags(&g, "lab up", "lab up [CLUSTER] [--init BIN] [--src DIR] [--images A.img,B.img,... [--keys DIR]]", stderr)
 	fs.StringVar(&initBin, "init", "", "init binary built for this machine (default: built from the source tree)")
 	fs.StringVar(&src, "src", "", "piimage source tree (default: found from the current folder)")
+	fs.StringVar(&images, "images", "", "comma-separated signed images, one per role: every node boots its role's from a card folder and takes updates (lab rollout)")
+	fs.StringVar(&keys, "keys", "", "the keys folder the images were built with (default: .keys in the source tree)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -113,7 +116,13 @@ func runLabUp(ctx context.Context, g labGlobal, args []string, stdout, stderr io
 	if err := lab.Available(); err != nil {
 		return err
 	}
-	l, err := labUp(ctx, g, pos, initBin, src, stdout)
+	var cards *lab.Cards
+	if images != "" {
+		if cards, err = labCards(splitList(images), keys, src); err != nil {
+			return err
+		}
+	}
+	l, err := labUp(ctx, g, pos, initBin, src, cards, stdout)
 	if err != nil {
 		return err
 	}
@@ -126,7 +135,7 @@ func runLabUp(ctx context.Context, g labGlobal, args []string, stdout, stderr io
 }
 
 // labUp loads the cluster, finds or builds the init and brings the lab up.
-func labUp(ctx context.Context, g labGlobal, pos []string, initBin, src string, log io.Writer) (*lab.Lab, error) {
+func labUp(ctx context.Context, g labGlobal, pos []string, initBin, src string, cards *lab.Cards, log io.Writer) (*lab.Lab, error) {
 	cluster := ""
 	if len(pos) == 1 {
 		cluster = pos[0]
@@ -159,7 +168,7 @@ func labUp(ctx context.Context, g labGlobal, pos []string, initBin, src string, 
 	if err != nil {
 		return nil, err
 	}
-	return lab.Up(ctx, lab.Config{Name: g.name, RunDir: g.runDir, Init: initBin, Nodes: nodes, Log: log})
+	return lab.Up(ctx, lab.Config{Name: g.name, RunDir: g.runDir, Init: initBin, Nodes: nodes, Log: log, Cards: cards})
 }
 
 func runLabDown(ctx context.Context, g labGlobal, args []string, stdout, stderr io.Writer) error {
@@ -382,6 +391,11 @@ func runLabReport(ctx context.Context, g labGlobal, args []string, stdout, stder
 	fs.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(lab.ScenarioKeys(), ","))
 	fs.StringVar(&initBin, "init", "", "init binary, when the report brings a lab up (default: built from the source tree)")
 	fs.StringVar(&src, "src", "", "piimage source tree (default: found from the current folder)")
+	var otaImages, keys string
+	var noOTA bool
+	fs.StringVar(&otaImages, "ota-images", "", "comma-separated signed images, one per role, for the rolling update of a running lab brought up with --images")
+	fs.StringVar(&keys, "keys", "", "the keys folder the images were built with (default: .keys in the source tree)")
+	fs.BoolVar(&noOTA, "no-ota", false, "when the report brings a lab up: do not build images nor measure the rolling update")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -392,10 +406,17 @@ func runLabReport(ctx context.Context, g labGlobal, args []string, stdout, stder
 	if err := lab.Available(); err != nil {
 		return err
 	}
-	rep, err := LabReport(ctx, LabReportOptions{
+	o := LabReportOptions{
 		Name: g.name, RunDir: g.runDir, Cluster: strings.Join(pos, ""), Init: initBin, Src: src,
 		Config: lab.ReportConfig{Rate: rate, Before: before, After: after, Only: splitList(only), Log: stderr, OTAUnavailable: LabOTAUnavailable},
-	})
+		NoOTA:  noOTA,
+	}
+	if otaImages != "" {
+		if o.Config.OTA, err = labCards(splitList(otaImages), keys, src); err != nil {
+			return err
+		}
+	}
+	rep, err := LabReport(ctx, o)
 	if rep != nil {
 		rep.WriteText(stdout)
 		if htmlOut != "" {
@@ -409,10 +430,9 @@ func runLabReport(ctx context.Context, g labGlobal, args []string, stdout, stder
 	return err
 }
 
-// LabOTAUnavailable is why the lab cannot measure a rolling update yet:
-// `piimage update` exists, but nodes in process mode have no A/B slots and
-// no OTA agent.
-const LabOTAUnavailable = "not available in the lab yet: piimage update exists, but process-mode nodes have no A/B slots or OTA agent (PID 1 only)"
+// LabOTAUnavailable is why a running lab's report has no rolling update
+// row without --ota-images.
+const LabOTAUnavailable = "not measured: the running lab was not brought up with images (lab up --images), or no newer images were given (lab report --ota-images)"
 
 // LabReportOptions says how LabReport finds or makes its lab.
 type LabReportOptions struct {
@@ -422,6 +442,11 @@ type LabReportOptions struct {
 	Config             lab.ReportConfig
 	// Log receives progress of bringing a lab up; nil means Config.Log.
 	Log io.Writer
+	// Cards are the images a lab brought up for the report boots; nil
+	// means: build v1 and v2 images of every role from the source tree
+	// (the nodes boot v1, the rolling update installs v2), unless NoOTA.
+	Cards *lab.Cards
+	NoOTA bool
 }
 
 // LabReport runs the failover report on the running lab, or on a lab it
@@ -442,7 +467,18 @@ func LabReport(ctx context.Context, o LabReportOptions) (*lab.Report, error) {
 		if o.Cluster != "" {
 			pos = []string{o.Cluster}
 		}
-		if l, err = labUp(ctx, g, pos, o.Init, o.Src, log); err != nil {
+		cards := o.Cards
+		if cards == nil && !o.NoOTA {
+			var why, dir string
+			cards, o.Config.OTA, dir, why = labReportImages(ctx, o, log)
+			if dir != "" {
+				defer os.RemoveAll(dir)
+			}
+			if why != "" {
+				o.Config.OTAUnavailable = why
+			}
+		}
+		if l, err = labUp(ctx, g, pos, o.Init, o.Src, cards, log); err != nil {
 			return nil, err
 		}
 		temporary = true

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/piimage/piimage/overlays"
+	"github.com/piimage/piimage/services/admin"
 )
 
 // Config says which cluster Up brings up and where.
@@ -21,6 +22,23 @@ type Config struct {
 	Log io.Writer
 	// Ready bounds the wait for every node and the VIP; 0 means 60s.
 	Ready time.Duration
+	// Cards, when set, gives every node a card folder made from the
+	// signed image of its role: the node runs that image's slot and takes
+	// signed updates, trials, commits and rolls back as on a Pi (Rollout,
+	// the report's rolling update).
+	Cards *Cards
+}
+
+// Cards are the signed images a lab's nodes boot, with the keys they were
+// built with.
+type Cards struct {
+	// Images are signed images, one per role (the role its release.json
+	// names).
+	Images []string
+	// PubPEM is the update public key the images were built with; Admin
+	// the cluster's admin credential.
+	PubPEM []byte
+	Admin  *admin.ClusterCredential
 }
 
 func (c *Config) defaults() {
@@ -52,8 +70,12 @@ type ReportConfig struct {
 	Only []string
 	// Log receives progress lines; nil means none.
 	Log io.Writer
-	// OTAUnavailable says why the rolling update row has no numbers; ""
-	// means "not available yet".
+	// OTA, when set, is the rolling update of the scenario "ota": the
+	// lab's nodes must run cards (Config.Cards) and OTA.Images be newer
+	// signed images of their roles.
+	OTA *Cards
+	// OTAUnavailable says why the rolling update row has no numbers when
+	// OTA is nil; "" means "not available".
 	OTAUnavailable string
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/piimage/piimage/cmd/piimage/rollout"
 	"github.com/piimage/piimage/services/admin"
 )
 
@@ -49,6 +50,9 @@ func (l *Lab) Drain(backend string, drain bool) error                    { retur
 func (l *Lab) Dashboard() *admin.Dashboard                               { return &admin.Dashboard{} }
 func (l *Lab) DashboardHandler() http.Handler                            { return http.NotFoundHandler() }
 func (l *Lab) ServeDashboard(ctx context.Context, ln net.Listener) error { return errUnsupported }
+func (l *Lab) Rollout(ctx context.Context, c *Cards, out io.Writer) (rollout.Summary, error) {
+	return rollout.Summary{}, errUnsupported
+}
 func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	return nil, errUnsupported
 }

@@ -44,6 +44,9 @@ type LoadConfig struct {
 	// Start is when the first request is sent and the records' zero;
 	// the zero Time means now. Scenarios set it to time their faults.
 	Start time.Time
+	// Stop, when closed, ends the run early: no request is started after
+	// it, those in flight finish (cancelling the context fails them).
+	Stop <-chan struct{}
 }
 
 // Record is one request of a load run.
@@ -132,10 +135,12 @@ func RunLoad(ctx context.Context, c LoadConfig) (*LoadRun, error) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
+			case <-c.Stop:
+				t.Stop()
 			case <-t.C:
 			}
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || stopped(c.Stop) {
 			break
 		}
 		sent++
@@ -154,6 +159,16 @@ func RunLoad(ctx context.Context, c LoadConfig) (*LoadRun, error) {
 	wg.Wait()
 	run.Records = run.Records[:sent]
 	return run, nil
+}
+
+// stopped reports whether stop is closed (never for nil).
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // doRequest sends one GET and reads the answer.

@@ -26,7 +26,11 @@ func (s *State) startNode(host string) error {
 	}
 	defer log.Close()
 	fmt.Fprintf(log, "--- lab: starting %s at %s\n", host, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command("ip", "netns", "exec", pn.NS, s.Init, "--state", pn.State, "--overlay", pn.Overlay)
+	args := []string{"netns", "exec", pn.NS, s.Init, "--state", pn.State, "--overlay", pn.Overlay}
+	if pn.Card != "" {
+		args = append(args, "--card", pn.Card)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = pn.Dir
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")

@@ -87,6 +87,9 @@ type PlanNode struct {
 	Log     string `json:"log"`
 	// Stats is the balancer's stats (metrics) base URL, on load balancers.
 	Stats string `json:"stats,omitempty"`
+	// Card is the node's card folder when the lab runs images (see
+	// Config.Cards); "" when the node runs without one.
+	Card string `json:"card,omitempty"`
 	// MirrorPrimary is the web node whose root this one mirrors; "" when
 	// it mirrors nothing.
 	MirrorPrimary string `json:"mirror_primary,omitempty"`

@@ -56,6 +56,9 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 		heal                  func() error
 		prepare               func() error
 		backend               string // watched in the balancer
+		// long: the fault is an operation that takes a while (a
+		// rollout); the load runs until After past its end.
+		long bool
 	}
 	plans := []plan{
 		{key: ScenarioLBLink, name: "master LB link down", target: targetLinkCut, check: checkLinkCut,
@@ -81,6 +84,14 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 			op:    fmt.Sprintf("%s set to drain in both load balancers' overlays, which reload (SIGHUP); undrained after the run.", web.Host),
 			fault: func() error { return l.Drain(web.Host, true) }, heal: func() error { return l.Drain(web.Host, false) }},
 	}
+	if cfg.OTA != nil {
+		plans = append(plans, plan{key: ScenarioOTA, name: "rolling OTA of all nodes", target: targetPlanned, check: checkPlanned, long: true,
+			op: fmt.Sprintf("piimage rollout of %d signed images to every node, one at a time from the client namespace: backup LB, VIP handed over, master LB, then each web node drained from both LBs; each node writes its other slot, restarts into it (process mode re-executes itself) and commits after its health checks.", len(cfg.OTA.Images)),
+			fault: func() error {
+				_, err := l.Rollout(ctx, cfg.OTA, prefixWriter{cfg.Log, "report: rollout: "})
+				return err
+			}})
+	}
 	for _, pl := range plans {
 		if !want(pl.key) {
 			continue
@@ -99,7 +110,7 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 			time.Sleep(2 * time.Second)
 		}
 		s := &Scenario{Name: pl.name, Op: pl.op, Target: pl.target, Check: pl.check}
-		err := l.measure(ctx, cfg, s, pl.fault, pl.backend)
+		err := l.measure(ctx, cfg, s, pl.fault, pl.backend, pl.long)
 		if pl.heal != nil {
 			if herr := pl.heal(); herr != nil {
 				err = errors.Join(err, fmt.Errorf("healing: %w", herr))
@@ -113,7 +124,7 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 		fmt.Fprintf(cfg.Log, "report: %s: %d sent, %d failed, longest gap %s, VIP moved %s, backend out %s\n",
 			pl.name, r.Sent, r.Failed, fmtDur(r.LongestGap), fmtDur(s.VIPMoved), fmtDur(s.BackendOut))
 	}
-	if want(ScenarioOTA) {
+	if want(ScenarioOTA) && cfg.OTA == nil {
 		why := cfg.OTAUnavailable
 		if why == "" {
 			why = "not available yet"
@@ -127,7 +138,7 @@ func (l *Lab) Report(ctx context.Context, cfg ReportConfig) (*Report, error) {
 }
 
 // measure runs the load around one fault and fills s.
-func (l *Lab) measure(ctx context.Context, cfg ReportConfig, s *Scenario, fault func() error, backend string) error {
+func (l *Lab) measure(ctx context.Context, cfg ReportConfig, s *Scenario, fault func() error, backend string, long bool) error {
 	p := l.State.Plan
 	probe, err := l.newVIPProbe()
 	if err != nil {
@@ -140,6 +151,10 @@ func (l *Lab) measure(ctx context.Context, cfg ReportConfig, s *Scenario, fault 
 	total := cfg.Before + cfg.After
 	lc := LoadConfig{URL: "http://" + vip.String() + "/whoami", Rate: cfg.Rate, Duration: total, Timeout: cfg.Timeout,
 		Transport: l.LoadTransport(), Start: t0}
+	stopLoad := make(chan struct{})
+	if long {
+		lc.Duration, lc.Stop = MaxLoadDuration, stopLoad
+	}
 
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -210,6 +225,10 @@ func (l *Lab) measure(ctx context.Context, cfg ReportConfig, s *Scenario, fault 
 	faultAt = time.Since(t0)
 	mu.Unlock()
 	ferr := fault()
+	if long {
+		sleepCtx(ctx, cfg.After)
+		close(stopLoad)
+	}
 	<-loadDone
 	stop()
 	wg.Wait()

@@ -81,6 +81,12 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := st.writeNodeFiles(cfg.Nodes); err != nil {
 		return fail(err)
 	}
+	if cfg.Cards != nil {
+		if err := st.writeCards(cfg.Cards); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(cfg.Log, "lab: every node boots its role's image from a card folder (%s)\n", strings.Join(cfg.Cards.Images, ", "))
+	}
 	fmt.Fprintf(cfg.Log, "lab %s: %d nodes on %s (only inside the lab's namespaces), client %s\n", plan.Name, len(plan.Nodes), plan.Subnet, plan.Client.Addr())
 	if err := st.buildNetwork(); err != nil {
 		return fail(err)
