@@ -146,14 +146,12 @@ func (f *h1Frontend) close() {
 
 // h1conn is one client connection.
 type h1conn struct {
-	b      *Balancer
-	f      *h1Frontend
-	c      net.Conn
-	br     *bufio.Reader
-	idle   atomic.Bool
-	remote string // ip:port
-	ip     string
-	tls    bool
+	b    *Balancer
+	f    *h1Frontend
+	c    net.Conn
+	br   *bufio.Reader
+	idle atomic.Bool
+	clientInfo
 	spill  []byte // a request head longer than br's buffer
 	rspill []byte // a response head longer than the backend buffer
 	dl     deadlines
@@ -165,6 +163,17 @@ type h1conn struct {
 	private   *bconn
 	privateBe *backend
 	linger    bool // the last answer refused a request whose bytes may be unread
+
+	// start is where proxy begins its next request: the event loop hands
+	// over a request it already counted, or one to retry elsewhere.
+	start proxyStart
+}
+
+// proxyStart is where proxy begins a request an event loop handed over.
+type proxyStart struct {
+	counted bool     // the request is in the frontend's counters
+	attempt int      // tries already made
+	tried   *backend // the backend of the last failed try
 }
 
 var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2048) }}
@@ -173,20 +182,34 @@ func (hc *h1conn) serve() {
 	b := hc.b
 	b.fe.connsNow.Add(1)
 	b.fe.connsTotal.Add(1)
-	defer b.fe.connsNow.Add(-1)
-	defer hc.close()
-	defer hc.dropPrivate()
 	hc.remote = hc.c.RemoteAddr().String()
 	if ap, err := netip.ParseAddrPort(hc.remote); err == nil {
 		hc.ip = ap.Addr().Unmap().String()
 	}
+	hc.serveFrom(nil)
+}
+
+// serveFrom serves the connection's requests until it closes. With resume
+// it first finishes an exchange an event loop began.
+func (hc *h1conn) serveFrom(resume func() bool) {
+	b := hc.b
+	defer b.fe.connsNow.Add(-1)
+	defer hc.close()
+	defer hc.dropPrivate()
 	hc.br = clientReaders.Get().(*bufio.Reader)
 	hc.br.Reset(hc.c)
 	defer func() {
 		hc.br.Reset(nil)
 		clientReaders.Put(hc.br)
 	}()
-	for first := true; ; first = false {
+	first := true
+	if resume != nil {
+		if !resume() {
+			return
+		}
+		first = false
+	}
+	for ; ; first = false {
 		cfg := b.cfg.Load()
 		if hc.f.closing.Load() {
 			return
@@ -273,6 +296,18 @@ func (hc *h1conn) close() {
 // reply writes the balancer's own answer: a small HTML page that never
 // names the software or its version.
 func (hc *h1conn) reply(code int, msg string, keep bool) {
+	if !keep {
+		hc.linger = true
+	}
+	hc.c.SetWriteDeadline(time.Now().Add(replyTimeout))
+	hc.c.Write(replyBytes(code, msg, keep))
+}
+
+// replyTimeout bounds writing one of the balancer's own answers.
+const replyTimeout = 5 * time.Second
+
+// replyBytes is the balancer's own answer, head and body.
+func replyBytes(code int, msg string, keep bool) []byte {
 	body := "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + msg + "\n</body></html>\n"
 	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 	if code == http.StatusServiceUnavailable {
@@ -280,10 +315,8 @@ func (hc *h1conn) reply(code int, msg string, keep bool) {
 	}
 	if !keep {
 		s += "Connection: close\r\n"
-		hc.linger = true
 	}
-	hc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	hc.c.Write([]byte(s + "\r\n" + body))
+	return []byte(s + "\r\n" + body)
 }
 
 // bodyPending reports whether the request still has body bytes unread.
@@ -293,7 +326,11 @@ func (h *head) hasBody() bool { return h.chunked || h.contentLength > 0 }
 // client connection may carry another request.
 func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 	b := hc.b
-	b.fe.requests.Add(1)
+	st := hc.start
+	hc.start = proxyStart{}
+	if !st.counted {
+		b.fe.requests.Add(1)
+	}
 	if equalFold(req.method, "CONNECT") {
 		b.fe.badRequests.Add(1)
 		hc.reply(http.StatusMethodNotAllowed, "CONNECT is not supported.", false)
@@ -306,27 +343,15 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 	}
 	p := b.pool.Load()
 	key, hasKey := headKey(cfg, req, hc.remote)
-	var pinned *backend
-	if cfg.Cookie != nil {
-		for _, f := range req.fields {
-			if equalFold(f.name, "Cookie") {
-				if name := pinnedBackend(http.Header{"Cookie": {string(f.value)}}, cfg.Cookie); name != "" {
-					if be := p.byName[name]; be != nil && be.usable.Load() {
-						pinned = be
-					}
-					break
-				}
-			}
-		}
-	}
+	pinned := pinnedOf(cfg, p, req)
 	if req.expectContinue && req.hasBody() {
 		hc.dl.armWrite(hc.c, cfg.ClientTimeout)
 		if _, err := hc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
 			return false
 		}
 	}
-	var tried *backend
-	for attempt := 0; ; attempt++ {
+	tried := st.tried
+	for attempt := st.attempt; ; attempt++ {
 		var be *backend
 		var err error
 		if attempt == 0 && pinned != nil {
@@ -339,49 +364,82 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 		}
 		if err != nil {
 			b.fe.noBackend.Add(1)
-			hc.reply(http.StatusServiceUnavailable, "No server is available to handle this request.", !req.hasBody() && !req.connClose)
-			return !req.hasBody() && !req.connClose
+			keep := !req.hasBody() && !req.connClose
+			hc.reply(http.StatusServiceUnavailable, "No server is available to handle this request.", keep)
+			return keep
 		}
 		x := exchange{hc: hc, cfg: cfg, be: be, req: req, pinned: pinned == be}
 		res := x.run()
 		be.release()
-		switch res {
-		case exDone:
-			return x.keep
-		case exConnectFailed:
-			be.connErrors.Add(1)
-			b.observeTraffic(be, false, shortErr(x.err))
-			if attempt < cfg.Retries {
-				be.retries.Add(1)
-				b.fe.retries.Add(1)
-				tried = be
-				continue
+		keep, retry := hc.outcome(&x, res, attempt)
+		if !retry {
+			return keep
+		}
+		tried = be
+	}
+}
+
+// pinnedOf returns the usable backend the request's persistence cookie
+// names, or nil.
+func pinnedOf(cfg *Config, p *pool, req *head) *backend {
+	if cfg.Cookie == nil {
+		return nil
+	}
+	for _, f := range req.fields {
+		if equalFold(f.name, "Cookie") {
+			if name := pinnedBackend(http.Header{"Cookie": {string(f.value)}}, cfg.Cookie); name != "" {
+				if be := p.byName[name]; be != nil && be.usable.Load() {
+					return be
+				}
+				return nil
 			}
+		}
+	}
+	return nil
+}
+
+// outcome counts the result of an exchange (the backend's slot already
+// released) and answers the client where the balancer must. It reports
+// whether the client connection may go on, and whether the request is to
+// be tried on another backend (attempt was the try that just ended).
+func (hc *h1conn) outcome(x *exchange, res, attempt int) (keep, retry bool) {
+	b, be, cfg, req := hc.b, x.be, x.cfg, x.req
+	switch res {
+	case exDone:
+		return x.keep, false
+	case exConnectFailed:
+		be.connErrors.Add(1)
+		b.observeTraffic(be, false, shortErr(x.err))
+		if attempt < cfg.Retries {
+			be.retries.Add(1)
+			b.fe.retries.Add(1)
+			return false, true
+		}
+		b.fe.badGateway.Add(1)
+		keep := !req.hasBody() && !req.connClose
+		hc.reply(http.StatusBadGateway, "The server could not be reached.", keep)
+		return keep, false
+	case exFailed:
+		be.respErrors.Add(1)
+		b.observeTraffic(be, false, shortErr(x.err))
+		if isTimeout(x.err) {
+			b.fe.timeouts.Add(1)
+			hc.reply(http.StatusGatewayTimeout, "The server didn't respond in time.", false)
+		} else {
 			b.fe.badGateway.Add(1)
-			hc.reply(http.StatusBadGateway, "The server could not be reached.", !req.hasBody() && !req.connClose)
-			return !req.hasBody() && !req.connClose
-		case exFailed:
+			hc.reply(http.StatusBadGateway, "The server returned an invalid or incomplete response.", false)
+		}
+		return false, false
+	case exTooLarge:
+		b.fe.badRequests.Add(1)
+		hc.reply(http.StatusRequestEntityTooLarge, "The request body is too large.", false)
+		return false, false
+	default: // exCut: the answer was under way, or the client is gone
+		if x.err != nil && !x.clientErr {
 			be.respErrors.Add(1)
 			b.observeTraffic(be, false, shortErr(x.err))
-			if isTimeout(x.err) {
-				b.fe.timeouts.Add(1)
-				hc.reply(http.StatusGatewayTimeout, "The server didn't respond in time.", false)
-			} else {
-				b.fe.badGateway.Add(1)
-				hc.reply(http.StatusBadGateway, "The server returned an invalid or incomplete response.", false)
-			}
-			return false
-		case exTooLarge:
-			b.fe.badRequests.Add(1)
-			hc.reply(http.StatusRequestEntityTooLarge, "The request body is too large.", false)
-			return false
-		default: // exCut: the answer was under way, or the client is gone
-			if x.err != nil && !x.clientErr {
-				be.respErrors.Add(1)
-				b.observeTraffic(be, false, shortErr(x.err))
-			}
-			return false
 		}
+		return false, false
 	}
 }
 

@@ -76,11 +76,15 @@ func (x *exchange) relayResponse(raw []byte, inBuf bool) int {
 	return exDone
 }
 
+// appendResponseHead writes the answer's head as the client gets it.
+func (x *exchange) appendResponseHead(w []byte, clientKeep bool) []byte {
+	return appendResponseHead(w, x.cfg, x.req, x.resp(), x.be, x.pinned, clientKeep)
+}
+
 // appendResponseHead writes the answer's head as the client gets it: the
 // backend's status and fields minus hop-by-hop ones, with the persistence
 // cookie and the framing and connection fields of the client's side.
-func (x *exchange) appendResponseHead(w []byte, clientKeep bool) []byte {
-	cfg, req, resp := x.cfg, x.req, x.resp()
+func appendResponseHead(w []byte, cfg *Config, req, resp *head, be *backend, pinned, clientKeep bool) []byte {
 	if req.minor == 1 {
 		w = append(w, "HTTP/1.1 "...)
 	} else {
@@ -101,7 +105,7 @@ func (x *exchange) appendResponseHead(w []byte, clientKeep bool) []byte {
 			continue
 		}
 		if ck != nil && ck.Prefix && equalFold(n, "Set-Cookie") {
-			if v, ok := prefixSetCookie(string(f.value), ck, x.be.name); ok {
+			if v, ok := prefixSetCookie(string(f.value), ck, be.name); ok {
 				w = appendField(w, n, []byte(v))
 				continue
 			}
@@ -109,11 +113,11 @@ func (x *exchange) appendResponseHead(w []byte, clientKeep bool) []byte {
 		hasCacheControl = hasCacheControl || equalFold(n, "Cache-Control")
 		w = appendField(w, n, f.value)
 	}
-	if ck != nil && !ck.Prefix && !x.pinned {
+	if ck != nil && !ck.Prefix && !pinned {
 		w = append(w, "Set-Cookie: "...)
 		w = append(w, ck.Name...)
 		w = append(w, '=')
-		w = append(w, x.be.name...)
+		w = append(w, be.name...)
 		w = append(w, "; Path=/; HttpOnly\r\n"...)
 		if !hasCacheControl {
 			w = append(w, "Cache-Control: private, no-cache=\"set-cookie\"\r\n"...)

@@ -37,7 +37,7 @@ type exchange struct {
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (x *exchange) run() int {
-	hc, cfg, be, req := x.hc, x.cfg, x.be, x.req
+	hc, cfg, req := x.hc, x.cfg, x.req
 	for fresh := false; ; fresh = true {
 		bc, err := x.connect(fresh)
 		if err != nil {
@@ -76,23 +76,35 @@ func (x *exchange) run() int {
 			}
 		}
 		bc.dl.armRead(bc.c, cfg.ServerTimeout)
-		raw, inBuf, err := x.readResponseHead()
-		if err != nil {
-			nothing := bc.br.Buffered() == 0
-			bc.close()
-			if bc.reused && !fresh && !req.hasBody() && !isTimeout(err) && nothing {
-				continue // closed while idle: the request never arrived
-			}
-			x.err = err
-			return exFailed
+		res, retry := x.receive(start, !fresh)
+		if retry {
+			continue // closed while idle: the request never arrived
 		}
-		be.latency.observe(time.Since(start))
-		x.hc.b.observeTraffic(be, true, "")
-		if x.resp().status >= 500 {
-			be.http5xx.Add(1)
-		}
-		return x.relayResponse(raw, inBuf)
+		return res
 	}
+}
+
+// receive reads the backend's answer to the request sent at start and
+// relays it. With mayRetry, a reused connection that closed before
+// answering a request without a body asks for a retry on a new one.
+func (x *exchange) receive(start time.Time, mayRetry bool) (res int, retry bool) {
+	bc, be := x.bc, x.be
+	raw, inBuf, err := x.readResponseHead()
+	if err != nil {
+		nothing := bc.br.Buffered() == 0
+		bc.close()
+		if mayRetry && bc.reused && !x.req.hasBody() && !isTimeout(err) && nothing {
+			return 0, true
+		}
+		x.err = err
+		return exFailed, false
+	}
+	be.latency.observe(time.Since(start))
+	x.hc.b.observeTraffic(be, true, "")
+	if x.resp().status >= 500 {
+		be.http5xx.Add(1)
+	}
+	return x.relayResponse(raw, inBuf), false
 }
 
 func (x *exchange) resp() *head { return &x.hc.resp }
@@ -148,7 +160,17 @@ func (x *exchange) release(reusable bool) {
 // client's request line and fields minus hop-by-hop ones, plus the
 // balancer's forwarding headers.
 func (x *exchange) appendRequestHead(w []byte) []byte {
-	req, cfg, hc := x.req, x.cfg, x.hc
+	return appendRequestHead(w, x.cfg, x.req, &x.hc.clientInfo)
+}
+
+// clientInfo is what the forwarding headers say about a client connection.
+type clientInfo struct {
+	remote string // ip:port
+	ip     string
+	tls    bool
+}
+
+func appendRequestHead(w []byte, cfg *Config, req *head, ci *clientInfo) []byte {
 	w = append(w, req.method...)
 	w = append(w, ' ')
 	w = append(w, req.target...)
@@ -179,15 +201,15 @@ func (x *exchange) appendRequestHead(w []byte) []byte {
 		w = appendField(w, n, f.value)
 	}
 	if cfg.Forwarded == "xff" || cfg.Forwarded == "both" {
-		if hc.ip != "" {
+		if ci.ip != "" {
 			w = append(w, "X-Forwarded-For: "...)
-			w = append(w, hc.ip...)
+			w = append(w, ci.ip...)
 			w = append(w, "\r\n"...)
 		}
 		if len(req.host) > 0 {
 			w = appendField(w, []byte("X-Forwarded-Host"), req.host)
 		}
-		if hc.tls {
+		if ci.tls {
 			w = append(w, "X-Forwarded-Proto: https\r\n"...)
 		} else {
 			w = append(w, "X-Forwarded-Proto: http\r\n"...)
@@ -195,7 +217,7 @@ func (x *exchange) appendRequestHead(w []byte) []byte {
 	}
 	if cfg.Forwarded == "rfc7239" || cfg.Forwarded == "both" {
 		w = append(w, "Forwarded: "...)
-		w = appendForwarded(w, hc.remote, req.host, hc.tls)
+		w = appendForwarded(w, ci.remote, req.host, ci.tls)
 		w = append(w, "\r\n"...)
 	}
 	if req.chunked {
