@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/piimage/piimage/overlays"
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/firewall"
 	"github.com/piimage/piimage/services/timesync"
@@ -25,11 +28,20 @@ type hardening struct {
 	con console
 	wg  *sync.WaitGroup
 
+	// applier installs rulesets (at boot and on reloads); nil without
+	// network permission.
+	applier *firewall.Applier
+
+	// mu guards the firewall's state below: reloads change it while
+	// /status reads it.
+	mu sync.Mutex
 	// fw is the applier of the installed ruleset; nil when there is none.
 	fw       *firewall.Applier
 	ruleset  *firewall.Ruleset
 	disabled bool
 	fwErr    error
+	// reloadErr says why the last reload left the rules as they were.
+	reloadErr error
 
 	sync    *timesync.Syncer // nil when the node touches no network
 	syncRun bool             // whether rounds run (there are servers)
@@ -79,6 +91,9 @@ func (r *instance) startHardening(ctx context.Context, wg *sync.WaitGroup) *hard
 // installFirewall applies the ruleset, falling back to one without
 // per-source meters when the kernel refuses those.
 func (h *hardening) installFirewall(enabled bool, generate func(firewall.Options) *firewall.Ruleset, a *firewall.Applier) {
+	h.applier = a
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if !enabled {
 		h.disabled = true
 		if err := a.Apply(nil); err != nil {
@@ -88,21 +103,40 @@ func (h *hardening) installFirewall(enabled bool, generate func(firewall.Options
 		}
 		return
 	}
-	rs := generate(firewall.Options{})
-	err := a.Apply(rs)
-	if err != nil {
-		first := err
-		rs = generate(firewall.Options{NoMeters: true})
-		if err = a.Apply(rs); err == nil {
-			h.con.say("firewall: the kernel refused per-source meters (%v); installed without them", first)
-		}
-	}
+	rs, err := applyRuleset(generate, a, h.con)
 	if err != nil {
 		h.fwErr = err
 		h.con.say("firewall NOT installed: %v", err)
 		return
 	}
 	h.fw, h.ruleset = a, rs
+	h.con.say("firewall installed (nftables table inet %s); public TCP ports: %s", firewall.TableName, orNone(publicTCPPorts(rs)))
+	for _, note := range rs.Notes {
+		h.con.say("firewall note: %s", note)
+	}
+}
+
+// applyRuleset generates and applies the ruleset in one atomic batch,
+// falling back to one without per-source meters when the kernel refuses
+// those. A refused batch changes nothing: the rules in place stay.
+func applyRuleset(generate func(firewall.Options) *firewall.Ruleset, a *firewall.Applier, con console) (*firewall.Ruleset, error) {
+	rs := generate(firewall.Options{})
+	err := a.Apply(rs)
+	if err != nil {
+		first := err
+		rs = generate(firewall.Options{NoMeters: true})
+		if err = a.Apply(rs); err == nil {
+			con.say("firewall: the kernel refused per-source meters (%v); installed without them", first)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// publicTCPPorts lists the TCP ports rs opens to everyone.
+func publicTCPPorts(rs *firewall.Ruleset) []string {
 	var ports []string
 	for _, c := range rs.Chains {
 		if c.Hook == firewall.HookPrerouting {
@@ -115,10 +149,87 @@ func (h *hardening) installFirewall(enabled bool, generate func(firewall.Options
 			}
 		}
 	}
-	h.con.say("firewall installed (nftables table inet %s); public TCP ports: %s", firewall.TableName, orNone(ports))
+	return ports
+}
+
+// reloadOnHangup re-applies the firewall from the overlay at path on
+// every SIGHUP (when the services re-read theirs) until ctx is done.
+func (h *hardening) reloadOnHangup(ctx context.Context, path string) {
+	if h.applier == nil {
+		return
+	}
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	h.wg.Go(func() {
+		defer signal.Stop(hups)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hups:
+				h.reloadFirewall(path)
+			}
+		}
+	})
+}
+
+// reloadFirewall re-reads the overlay at path and replaces the ruleset
+// with the one it asks for, in one atomic batch. An invalid overlay or a
+// ruleset the kernel refuses leaves the rules in place as they are, so
+// that a bad edit never leaves the node without a firewall; the console
+// and /status say why.
+func (h *hardening) reloadFirewall(path string) {
+	if h.applier == nil {
+		return
+	}
+	n, err := overlays.Load(path)
+	if err != nil {
+		h.reloadFailed(fmt.Errorf("the overlay is invalid: %w", err))
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !n.FirewallEnabled() {
+		if err := h.applier.Apply(nil); err != nil {
+			h.reloadFailedLocked(fmt.Errorf("removing the table: %w", err))
+			return
+		}
+		h.fw, h.ruleset, h.disabled, h.fwErr, h.reloadErr = nil, nil, true, nil, nil
+		h.con.say("firewall disabled by the reloaded overlay (firewall.disabled): every port is open")
+		return
+	}
+	rs, err := applyRuleset(func(o firewall.Options) *firewall.Ruleset { return firewall.Generate(n, o) }, h.applier, h.con)
+	if err != nil {
+		h.reloadFailedLocked(fmt.Errorf("applying the new ruleset: %w", err))
+		return
+	}
+	h.fw, h.ruleset, h.disabled, h.fwErr, h.reloadErr = h.applier, rs, false, nil, nil
+	h.con.say("firewall reloaded from %s; public TCP ports: %s", path, orNone(publicTCPPorts(rs)))
 	for _, note := range rs.Notes {
 		h.con.say("firewall note: %s", note)
 	}
+}
+
+func (h *hardening) reloadFailed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reloadFailedLocked(err)
+}
+
+func (h *hardening) reloadFailedLocked(err error) {
+	h.reloadErr = err
+	h.con.say("firewall NOT reloaded: %v; %s", err, h.keptLocked())
+}
+
+// keptLocked says what stays in place after a failed reload.
+func (h *hardening) keptLocked() string {
+	switch {
+	case h.fw != nil:
+		return "the previous rules stay in place"
+	case h.disabled:
+		return "the firewall stays disabled"
+	}
+	return "the node still has no firewall"
 }
 
 func orNone(list []string) string {
@@ -173,12 +284,17 @@ func (h *hardening) report(srv *admin.Server) {
 }
 
 func (h *hardening) firewallStatus() *admin.FirewallStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	st := &admin.FirewallStatus{Disabled: h.disabled, Installed: h.fw != nil}
 	if h.fwErr != nil {
 		st.Error = h.fwErr.Error()
 	}
+	if h.reloadErr != nil {
+		st.Error = "the last reload failed: " + h.reloadErr.Error() + "; " + h.keptLocked()
+	}
 	if h.fw == nil {
-		if !h.disabled && h.fwErr == nil {
+		if !h.disabled && h.fwErr == nil && h.reloadErr == nil {
 			st.Error = "not installed: this node touches no network interface (--no-network)"
 		}
 		return st

@@ -83,6 +83,7 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 
 	reboots := make(chan action, 1)
 	hard := r.startHardening(bg, &wg) // hardening.go: the firewall goes in before anything listens
+	hard.reloadOnHangup(bg, r.loaded.info.Path)
 	lns, err := r.listen(ctx)
 	if err != nil {
 		return actionExit, err
