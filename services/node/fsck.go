@@ -93,7 +93,10 @@ func (e ext4Error) String() string {
 	if e.Func == "" {
 		return ""
 	}
-	s := fmt.Sprintf("%s:%d", e.Func, e.Line)
+	s := e.Func
+	if e.Line != 0 {
+		s += fmt.Sprintf(":%d", e.Line)
+	}
 	if !e.Time.IsZero() {
 		s += " at " + e.Time.UTC().Format(time.RFC3339)
 	}

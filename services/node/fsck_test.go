@@ -102,6 +102,10 @@ func TestDecideFsck(t *testing.T) {
 		}), fsckNone, "clean"},
 		{"zeroed", make([]byte, ext4SuperSize), fsckRepair, "no ext4 superblock: magic 0x0000"},
 		{"short", clean[:100], fsckRepair, "100 bytes"},
+		{"error function without a line or time", patched(clean, false, func(b []byte) {
+			le.PutUint32(b[sbErrorCount:], 1)
+			copy(b[sbFirstErrorFunc:], "ext4_lookup")
+		}), fsckPreen, "recorded 1 file system errors (first in ext4_lookup)"},
 		{"odd error function", patched(goldenSuperblock(t, "errors.sb"), false, func(b []byte) { copy(b[sbFirstErrorFunc:], "bad\x01\xff") }),
 			fsckPreen, "first in bad??"},
 	}
