@@ -247,8 +247,7 @@ func (r *instance) startServices(sup *supervise.Supervisor) {
 }
 
 // configureNetwork sets up lo, then eth0 (retrying until the link appears
-// or ctx ends; ready is closed once it is configured), then wlan0 if it
-// exists.
+// or ctx ends; ready is closed once it is configured), then wlan0.
 func (r *instance) configureNetwork(ctx context.Context, ready chan<- struct{}) {
 	nl := netconf.NewNetlink(nil)
 	plan := netconf.Desired(r.loaded.node)
@@ -284,13 +283,7 @@ func (r *instance) configureNetwork(ctx context.Context, ready chan<- struct{}) 
 		}
 	}
 	close(ready)
-	if wlan0, ok := plan.Interface("wlan0"); ok {
-		if err := netconf.ApplyInterface(nl, wlan0, plan.Keep); errors.Is(err, netconf.ErrNoLink) {
-			r.con.say("wlan0 is in the overlay but not on this node; skipped")
-		} else if err != nil {
-			r.con.say("wlan0: %v", err)
-		}
-	}
+	r.configureWlan0(ctx, nl, plan) // wifi.go: with an SSID, Wi-Fi runs here until ctx ends
 }
 
 // interfaceAddrs lists the addresses of the named interfaces that exist.

@@ -98,6 +98,9 @@ type Config struct {
 	Clock Clock
 	// Log receives state changes; nil means none.
 	Log *slog.Logger
+	// OnChange, when set, is called with the new status after every
+	// change of state (from the Manager's goroutine; it must not block).
+	OnChange func(Status)
 	// ConnectTimeout, BackoffMin and BackoffMax time the attempts (see
 	// Machine); SignalEvery is how often the signal is read while
 	// connected.
@@ -300,8 +303,12 @@ func (m *Manager) publish(mach *Machine, before State) {
 	if !s.Connected {
 		s.SignalDBM = nil
 	}
+	snapshot := *s
 	m.mu.Unlock()
 	if after := mach.State(); after != before {
+		if m.cfg.OnChange != nil {
+			m.cfg.OnChange(snapshot)
+		}
 		args := []any{"interface", m.cfg.Interface, "ssid", m.cfg.SSID, "state", after.String()}
 		switch {
 		case after == StateConnected:
