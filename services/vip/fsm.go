@@ -322,13 +322,18 @@ func (s *step) toMaster(why string) {
 	if !s.r.Cfg.Owner {
 		s.do(AddVIP{})
 	}
+	s.garpBurst()
+	s.do(SendAdvert{Priority: s.r.Priority})
+	s.arm(TimerAdver, s.r.Cfg.Interval)
+}
+
+// garpBurst sends a gratuitous ARP now and arms the repeats.
+func (s *step) garpBurst() {
 	s.do(SendGARP{})
 	s.r.garpLeft = s.r.Cfg.GARPCount - 1
 	if s.r.garpLeft > 0 {
 		s.arm(TimerGARP, s.r.Cfg.GARPInterval)
 	}
-	s.do(SendAdvert{Priority: s.r.Priority})
-	s.arm(TimerAdver, s.r.Cfg.Interval)
 }
 
 func (s *step) toBackup(why string, masterAdverInt time.Duration) {
@@ -398,9 +403,16 @@ func (s *step) advert(ev AdvertReceived) {
 			s.r.Master = ev.Src
 			s.toBackup(fmt.Sprintf("%s has priority %d (ours %d)", ev.Src, ev.Priority, s.r.Priority), ev.Interval)
 		default:
-			// We win the tie-break: discard. Our next advertisement makes
-			// the other master step down.
+			// We win: the other router believes it is master (it missed
+			// our advertisements, say under load) and has sent gratuitous
+			// ARPs pointing hosts at itself. Announce at once, so that it
+			// steps down now, and claim the address back with a new ARP
+			// burst; otherwise hosts keep sending to a router that no
+			// longer holds the VIP (keepalived's garp_lower_prio_repeat).
 			s.r.Conflicts++
+			s.do(SendAdvert{Priority: s.r.Priority})
+			s.arm(TimerAdver, s.r.Cfg.Interval)
+			s.garpBurst()
 		}
 	}
 }

@@ -191,11 +191,12 @@ func TestMaster(t *testing.T) {
 		{"equal priority: higher address wins", []stepCase{
 			{ms(10), AdvertReceived{Src: upper, Priority: 100, Interval: time.Second}, "disarm adver; disarm garp; MASTER->BACKUP; RemoveVIP; arm master-down 3.619375s", Backup},
 		}, 1},
-		{"equal priority: lower address loses", []stepCase{
-			{ms(10), AdvertReceived{Src: lower, Priority: 100, Interval: time.Second}, "", Master},
+		{"equal priority: lower address loses and reclaims the address", []stepCase{
+			{ms(10), AdvertReceived{Src: lower, Priority: 100, Interval: time.Second}, "advert 100; arm adver 1.01s; SendGARP; arm garp 110ms", Master},
 		}, 1},
-		{"lower priority is discarded", []stepCase{
-			{ms(10), AdvertReceived{Src: upper, Priority: 99, Interval: time.Second}, "", Master},
+		{"a lower-priority master is answered at once and its ARPs overridden", []stepCase{
+			{ms(10), AdvertReceived{Src: upper, Priority: 99, Interval: time.Second}, "advert 100; arm adver 1.01s; SendGARP; arm garp 110ms", Master},
+			{ms(110), TimerFired{TimerGARP}, "SendGARP; arm garp 210ms", Master},
 		}, 1},
 		{"priority 0 from another is answered at once", []stepCase{
 			{ms(10), AdvertReceived{Src: upper, Priority: 0, Interval: time.Second}, "advert 100; arm adver 1.01s", Master},
