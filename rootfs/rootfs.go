@@ -166,6 +166,9 @@ func Plan(ctx context.Context, o Options) (*image.Plan, *Release, error) {
 	if p.Root, err = withFsck(ctx, o, p.Root); err != nil { // fsck.go: /sbin/e2fsck for the data partition
 		return nil, nil, err
 	}
+	if p.Root, err = withWiFi(ctx, o, p.Root); err != nil { // wifi.go: firmware, regdb and brcmfmac when wlan0 joins a network
+		return nil, nil, err
+	}
 	return p, rel, nil
 }
 
