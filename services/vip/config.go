@@ -50,6 +50,7 @@ func configsFromNode(node *overlays.Node) ([]routerCfg, error) {
 			Peers:        slices.Clone(v.Peers),
 			GARPCount:    v.GARP.CountOrDefault(),
 			GARPInterval: v.GARP.IntervalOrDefault(),
+			GARPRefresh:  DefaultGARPRefresh,
 			VirtualMAC:   v.VirtualMAC,
 		}
 		c.Owner = c.Priority == OwnerPriority

@@ -91,7 +91,18 @@ type Config struct {
 	// GARPCount and GARPInterval shape the gratuitous ARPs of a new master.
 	GARPCount    int
 	GARPInterval time.Duration
+	// GARPRefresh, when not zero, sends one more gratuitous ARP this long
+	// after the last of a burst: Linux hosts ignore an ARP that would
+	// change an entry updated less than a second before (neighbour
+	// locktime), so a burst that follows another router's ARPs closely
+	// is lost on them (keepalived repeats its burst after
+	// garp_master_delay for the same reason).
+	GARPRefresh time.Duration
 }
+
+// DefaultGARPRefresh is the Config.GARPRefresh the service uses: past
+// Linux's default neighbour locktime of one second.
+const DefaultGARPRefresh = 1500 * time.Millisecond
 
 // Router is the state of one virtual router. Step is its only mutator; the
 // zero Router with a Config is in Initialize.
@@ -129,6 +140,7 @@ type Router struct {
 	LastChange   time.Time
 	preemptAt    time.Time
 	garpLeft     int
+	garpRefresh  bool // the refresh ARP after the burst is due
 }
 
 // Event is something that happens to a router.
@@ -331,8 +343,17 @@ func (s *step) toMaster(why string) {
 func (s *step) garpBurst() {
 	s.do(SendGARP{})
 	s.r.garpLeft = s.r.Cfg.GARPCount - 1
-	if s.r.garpLeft > 0 {
+	s.r.garpRefresh = s.r.Cfg.GARPRefresh > 0
+	s.armGARP()
+}
+
+// armGARP arms the next gratuitous ARP of a burst, or the refresh after it.
+func (s *step) armGARP() {
+	switch {
+	case s.r.garpLeft > 0:
 		s.arm(TimerGARP, s.r.Cfg.GARPInterval)
+	case s.r.garpRefresh:
+		s.arm(TimerGARP, s.r.Cfg.GARPRefresh)
 	}
 }
 
@@ -432,12 +453,14 @@ func (s *step) timer(t Timer) {
 		}
 		s.do(SendAdvert{Priority: prio})
 		s.arm(TimerAdver, s.r.Cfg.Interval)
-	case t == TimerGARP && s.r.State == Master && s.r.garpLeft > 0:
+	case t == TimerGARP && s.r.State == Master && (s.r.garpLeft > 0 || s.r.garpRefresh):
 		s.do(SendGARP{})
-		s.r.garpLeft--
 		if s.r.garpLeft > 0 {
-			s.arm(TimerGARP, s.r.Cfg.GARPInterval)
+			s.r.garpLeft--
+		} else {
+			s.r.garpRefresh = false
 		}
+		s.armGARP()
 	case t == TimerRelease && s.r.State == Master && s.r.Releasing:
 		if s.r.Stopping {
 			s.disarm(TimerAdver, TimerGARP)

@@ -396,3 +396,14 @@ func (s *sim) runUntil(limit time.Duration) {
 	}
 	s.now = limit
 }
+
+func TestGARPRefresh(t *testing.T) {
+	r := master(t, func(c *Config) { c.GARPRefresh = DefaultGARPRefresh })
+	run(t, r, []stepCase{
+		{ms(10), AdvertReceived{Src: upper, Priority: 99, Interval: time.Second}, "advert 100; arm adver 1.01s; SendGARP; arm garp 110ms", Master},
+		{ms(110), TimerFired{TimerGARP}, "SendGARP; arm garp 210ms", Master},
+		{ms(210), TimerFired{TimerGARP}, "SendGARP; arm garp 1.71s", Master},
+		{ms(1710), TimerFired{TimerGARP}, "SendGARP", Master},
+		{ms(1800), TimerFired{TimerGARP}, "", Master},
+	})
+}
