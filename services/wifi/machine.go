@@ -97,9 +97,19 @@ func (a Action) String() string {
 	return [...]string{"setup", "connect", "disconnect", "assign", "unassign"}[a]
 }
 
-// ErrPermanent marks an error that retrying cannot fix; the machine stops
-// in StateFailed.
-var ErrPermanent = errors.New("permanent")
+// Permanent marks err as one that retrying cannot fix: the Machine stops
+// in StateFailed on it.
+func Permanent(err error) error { return permanentError{err} }
+
+// IsPermanent reports whether err, or an error it wraps, is Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
 
 // Timing of the Machine; zero fields take these defaults.
 const (
@@ -268,7 +278,7 @@ func (m *Machine) fail(err error, setupNext bool, now time.Time) []Action {
 	}
 	m.lastErr = err
 	m.bssid = nil
-	if errors.Is(err, ErrPermanent) {
+	if IsPermanent(err) {
 		m.set(StateFailed, now)
 		m.deadline = time.Time{}
 		return nil

@@ -150,7 +150,7 @@ func TestMachineSetupRetry(t *testing.T) {
 // good with the error.
 func TestMachinePermanent(t *testing.T) {
 	m := &Machine{}
-	err := fmt.Errorf("wlan0: %w", ErrOffloadUnsupported)
+	err := Permanent(fmt.Errorf("wlan0: %w", ErrOffloadUnsupported))
 	runSteps(t, m, []step{
 		{0, Event{Kind: EvStart}, []Action{ActSetup}, StateSetup, -1},
 		{0, Event{Kind: EvSetupDone, Err: err}, nil, StateFailed, -1},

@@ -147,7 +147,7 @@ func (r *nlRadio) Setup(ctx context.Context, p SetupParams) error {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("%s: %w (the radio lacks NL80211_EXT_FEATURE_4WAY_HANDSHAKE_STA_PSK, and piimage has no host-side supplicant; the Raspberry Pi's brcmfmac firmware has it)", r.name, ErrOffloadUnsupported)
+			return Permanent(fmt.Errorf("%s: %w (it lacks NL80211_EXT_FEATURE_4WAY_HANDSHAKE_STA_PSK, and piimage has no host-side supplicant; the Raspberry Pi's brcmfmac has it)", r.name, ErrOffloadUnsupported))
 		}
 	}
 	if _, err := r.req.request(regMsg(r.fam.ID, 0, p.Country)); err != nil && !errors.Is(err, unix.EALREADY) {

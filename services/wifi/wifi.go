@@ -27,16 +27,16 @@ import (
 	"time"
 )
 
-// ErrOffloadUnsupported is Setup's error for a WPA2-PSK network on a radio
-// that cannot do the 4-way handshake itself. It is permanent.
-var ErrOffloadUnsupported = fmt.Errorf("%w: WPA2-PSK offload not supported by this radio", ErrPermanent)
+// ErrOffloadUnsupported is Setup's error (wrapped, and Permanent) for a
+// WPA2-PSK network on a radio that cannot do the 4-way handshake itself.
+var ErrOffloadUnsupported = errors.New("WPA2-PSK offload not supported by this radio")
 
 // Radio is the Wi-Fi device a Manager drives. NewRadio returns the Linux
 // one; tests use fakes.
 type Radio interface {
 	// Setup finds the interface and its radio, checks that the radio can
 	// join the network (WPA2-PSK needs the 4-way handshake offload: else
-	// an error wrapping ErrOffloadUnsupported), sets the regulatory
+	// a Permanent error wrapping ErrOffloadUnsupported), sets the regulatory
 	// domain, brings the link up and drops any connection left over.
 	Setup(ctx context.Context, p SetupParams) error
 	// Connect asks the radio to join the network. It returns once the

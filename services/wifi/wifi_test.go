@@ -211,7 +211,7 @@ func TestManagerOpenNetwork(t *testing.T) {
 func TestManagerOffloadUnsupported(t *testing.T) {
 	pmk, _ := hex.DecodeString(ieeePMK)
 	radio, clock := newFakeRadio(), newFakeClock()
-	radio.setupErr = fmt.Errorf("wlan0: %w", ErrOffloadUnsupported)
+	radio.setupErr = Permanent(fmt.Errorf("wlan0: %w", ErrOffloadUnsupported))
 	logs := make(chan slog.Record, 100)
 	m := New(Config{Interface: "wlan0", SSID: "IEEE", PMK: pmk, Radio: radio, Clock: clock, Log: slog.New(chanHandler(logs))})
 	ctx, cancel := context.WithCancel(context.Background())
