@@ -138,8 +138,8 @@ func (i *Interface) validateWiFi(p *problems, path string) {
 		}
 	}
 	switch {
-	case i.Metric < 0 || i.Metric > maxMetric:
-		p.addf(path+".metric", "%d is not a route metric; use 1 to %d (default %d)", i.Metric, maxMetric, DefaultWlanMetric)
+	case i.Metric < 0 || int64(i.Metric) > maxMetric:
+		p.addf(path+".metric", "%d is not a route metric; use 1 to %d (default %d)", i.Metric, int64(maxMetric), DefaultWlanMetric)
 	case i.Metric != 0 && !i.Gateway.IsValid():
 		p.addf(path+".metric", "is the default route's metric; set gateway too")
 	}
