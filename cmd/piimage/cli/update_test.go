@@ -3,8 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
