@@ -40,6 +40,9 @@ bench-deps:
 vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
+	# The init runs on 32-bit ARM (pi2) and arm64 (pi3, pi4): it must build there.
+	GOOS=linux GOARCH=arm $(GO) vet ./cmd/init/ ./services/... ./overlays/
+	GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/init/
 
 fmt:
 	gofmt -w .
