@@ -24,6 +24,7 @@ import (
 
 	"github.com/piimage/piimage/overlays"
 	"github.com/piimage/piimage/services/supervise"
+	"github.com/piimage/piimage/services/wifi"
 )
 
 // Release is the image's /piimage/release.json.
@@ -69,6 +70,23 @@ type Status struct {
 	Services      []supervise.Status `json:"services"`
 	Firewall      *FirewallStatus    `json:"firewall,omitempty"` // hardening.go
 	Time          *TimeStatus        `json:"time,omitempty"`
+	// Data is the data partition's check at boot (PID 1 only).
+	Data *DataStatus `json:"data,omitempty"`
+	// WiFi is wlan0's association when the overlay configures Wi-Fi.
+	WiFi *wifi.Status `json:"wifi,omitempty"`
+}
+
+// DataStatus is what the init found and did when it checked and mounted
+// the data partition.
+type DataStatus struct {
+	// Summary is the one line the console showed.
+	Summary string `json:"summary"`
+	// Checked is set when e2fsck ran; Repaired when it changed something.
+	Checked  bool `json:"checked"`
+	Repaired bool `json:"repaired"`
+	Mounted  bool `json:"mounted"`
+	// ReadOnly is set when errors were left: mounted read-only.
+	ReadOnly bool `json:"read_only"`
 }
 
 // Services is what the server reads about the supervised services; a
@@ -120,6 +138,10 @@ type Server struct {
 	// nil means not reported.
 	Firewall func() *FirewallStatus
 	Time     func() *TimeStatus
+	// Data and WiFi report the data partition's check and wlan0; nil
+	// means not reported.
+	Data *DataStatus
+	WiFi func() *wifi.Status
 	// Control, when set, serves POST /services/{name}/{command} (behind
 	// the token, or from the node itself); nil answers 404.
 	Control ControlFunc
@@ -171,6 +193,10 @@ func (s *Server) Snapshot() Status {
 	}
 	if s.Time != nil {
 		st.Time = s.Time()
+	}
+	st.Data = s.Data
+	if s.WiFi != nil {
+		st.WiFi = s.WiFi()
 	}
 	return st
 }

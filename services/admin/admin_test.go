@@ -14,6 +14,7 @@ import (
 
 	"github.com/piimage/piimage/overlays"
 	"github.com/piimage/piimage/services/supervise"
+	"github.com/piimage/piimage/services/wifi"
 )
 
 type fakeServices struct {
@@ -235,5 +236,26 @@ func TestServeAndListen(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve = %v", err)
+	}
+}
+
+func TestStatusDataAndWiFi(t *testing.T) {
+	s := testServer(&fakeServices{})
+	if st := s.Snapshot(); st.Data != nil || st.WiFi != nil {
+		t.Fatalf("unset data and Wi-Fi reported: %+v %+v", st.Data, st.WiFi)
+	}
+	s.Data = &DataStatus{Summary: "data partition mmcblk0p4: the kernel recorded 2 file system errors; e2fsck -f -p: errors corrected; mounted", Checked: true, Repaired: true, Mounted: true}
+	sig := -52
+	s.WiFi = func() *wifi.Status {
+		return &wifi.Status{Interface: "wlan0", SSID: "cluster", Security: "wpa2-psk", State: "connected", Connected: true, SignalDBM: &sig}
+	}
+	code, body := get(t, s.Handler(), "GET", "/status", "127.0.0.1:5000")
+	if code != 200 {
+		t.Fatalf("/status: %d %s", code, body)
+	}
+	for _, want := range []string{`"repaired": true`, `errors corrected`, `"ssid": "cluster"`, `"signal_dbm": -52`, `"connected": true`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/status lacks %s:\n%s", want, body)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/piimage/piimage/services/admin"
 	"hash/crc32"
 	"strings"
 	"time"
@@ -279,6 +280,15 @@ func (c *dataCheck) ranRepair() bool {
 		}
 	}
 	return false
+}
+
+// Status is the check as /status reports it.
+func (c *dataCheck) Status() *admin.DataStatus {
+	st := &admin.DataStatus{Summary: c.Summary(), Checked: len(c.Runs) > 0, Mounted: c.Mounted, ReadOnly: c.ReadOnly}
+	for _, r := range c.Runs {
+		st.Repaired = st.Repaired || r.Exit&(fsckCorrected|fsckRebootNeed) != 0
+	}
+	return st
 }
 
 // Summary is one line about the check, for the console and the logs.

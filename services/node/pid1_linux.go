@@ -39,6 +39,8 @@ type boot struct {
 	mounted []string // mount points to unmount at shutdown, in mount order
 	loaded  loaded
 	ota     *otaNode // updates and this boot's trial (ota_linux.go)
+	// data is the data partition's check, for /status.
+	data *admin.DataStatus
 }
 
 // step is one named boot step; a failing required step stops the boot.
@@ -199,7 +201,11 @@ func (b *boot) mountData() error {
 	c := dataChecker{Fsck: fsckPath, Say: b.con.say, Mount: func(dev, target string, flags uintptr) error {
 		return mount(dev, target, "ext4", flags, "")
 	}}
-	if _, err := c.checkAndMount(dev, "/data", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+	dc, err := c.checkAndMount(dev, "/data", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+	if dc != nil {
+		b.data = dc.Status()
+	}
+	if err != nil {
 		return err
 	}
 	b.mounted = append(b.mounted, "/data")
@@ -275,6 +281,7 @@ func pid1Main(ctx context.Context, stdout io.Writer, registry Registry) {
 		network:    true,
 		adminAddrs: admin.ListenAddrs(n, true),
 		ota:        b.ota,
+		data:       b.data,
 	}
 	act, err := rt.run(ctx, requests)
 	if err != nil {

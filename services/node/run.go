@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/netconf"
 	"github.com/piimage/piimage/services/supervise"
+	"github.com/piimage/piimage/services/wifi"
 )
 
 // action is how a running node ends.
@@ -62,8 +64,13 @@ type instance struct {
 	adminAddrs []string
 	// linkWait overrides the package's linkWait when not zero.
 	linkWait time.Duration
-	// ota is PID 1's update agent and trial (ota.go); nil in process mode.
+	// ota is the update agent and this boot's trial (ota.go); nil in
+	// process mode without a card folder.
 	ota *otaNode
+	// data is the data partition's check (PID 1); wifi wlan0's manager
+	// once Wi-Fi runs. Both for /status.
+	data *admin.DataStatus
+	wifi atomic.Pointer[wifi.Manager]
 }
 
 // run brings the node up, then waits until ctx is done or an action is
@@ -145,6 +152,14 @@ func (r *instance) adminServer(sup *supervise.Supervisor, reboots chan<- action)
 	}
 	if r.network {
 		srv.Addresses = func() []admin.Address { return interfaceAddrs("eth0", "wlan0") }
+	}
+	srv.Data = r.data
+	srv.WiFi = func() *wifi.Status {
+		if m := r.wifi.Load(); m != nil {
+			st := m.Status()
+			return &st
+		}
+		return nil
 	}
 	return srv
 }

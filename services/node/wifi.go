@@ -59,6 +59,7 @@ func (r *instance) configureWlan0(ctx context.Context, nl netconf.Applier, plan 
 		Log:      r.log,
 		OnChange: consoleOnce(r.con, w.Address),
 	})
+	r.wifi.Store(m)
 	if err := m.Run(ctx); err != nil {
 		r.con.say("wlan0: %v", err)
 	}
