@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piimage/piimage/internal/netnstest"
 	"github.com/piimage/piimage/services/firewall"
 )
 
@@ -22,34 +23,35 @@ import (
 // (the stranger still gets in, a closed port stays dropped) and /status
 // says why; SIGHUP after it is fixed clears that.
 func TestFirewallReloadOnHangup(t *testing.T) {
-	l := newBridgeLab(t, map[string]int{"node": 2, "mgmt": 4, "stranger": 5})
+	l := netnstest.NewLab(t, "fwr")
+	node, mgmt, stranger := l.Add("node", 0), l.Add("mgmt", 4), l.Add("stranger", 5)
 	bin := buildInit(t)
 	dir := t.TempDir()
 	www := filepath.Join(dir, "www")
 	writeFile(t, filepath.Join(www, "index.html"), "hello\n")
 	ov := filepath.Join(dir, "node.yaml")
 	overlay := func(adminFrom string) string {
-		return l.sub(`hostname: reload1
+		return labSub(l, `hostname: reload1
 role: web
 interfaces:
   eth0: {address: PFX.2/24}
-web: {root: ` + www + `}
-firewall: {admin_from: [` + adminFrom + `]}
+web: {root: `+www+`}
+firewall: {admin_from: [`+adminFrom+`]}
 `)
 	}
 	writeFile(t, ov, overlay("PFX.4/32"))
-	n := startNode(t, l.ns["node"], bin, "--state", filepath.Join(dir, "state"), "--overlay", ov)
+	n := startNode(t, node.NS, bin, "--state", filepath.Join(dir, "state"), "--overlay", ov)
 	n.waitOutput(t, "reload1 up")
 
-	admin := l.sub("PFX.2:9000")
+	admin := labSub(l, "PFX.2:9000")
 	dial := func(addr string) error {
-		var c net.Conn
-		var err error
-		l.in("stranger", func() { c, err = net.DialTimeout("tcp4", addr, 700*time.Millisecond) })
-		if err == nil {
-			c.Close()
-		}
-		return err
+		return stranger.Do(func() error {
+			c, err := net.DialTimeout("tcp4", addr, 700*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
 	}
 	// dropped: a timeout (a refusal would mean no firewall).
 	dropped := func(addr string) {
@@ -95,15 +97,15 @@ firewall: {admin_from: [` + adminFrom + `]}
 		t.Errorf("the console does not say the rules stay:\n%s", n.output())
 	}
 	open(admin)
-	dropped(l.sub("PFX.2:9999"))
-	if out, err := exec.Command("ip", "netns", "exec", l.ns["node"], "nft", "list", "table", "inet", firewall.TableName).CombinedOutput(); err == nil {
-		if !strings.Contains(string(out), l.sub("PFX.5")) {
+	dropped(labSub(l, "PFX.2:9999"))
+	if out, err := node.Command("nft", "list", "table", "inet", firewall.TableName).CombinedOutput(); err == nil {
+		if !strings.Contains(string(out), labSub(l, "PFX.5")) {
 			t.Errorf("the installed table lost the stranger's admin rule:\n%s", out)
 		}
 	} else if _, lerr := exec.LookPath("nft"); lerr == nil {
 		t.Errorf("nft list table: %v\n%s", err, out)
 	}
-	st := statusFrom(t, l, "mgmt", l.sub("http://PFX.2:9000/status"))
+	st := statusFrom(t, mgmt.NS, labSub(l, "http://PFX.2:9000/status"))
 	if st.Firewall == nil || !st.Firewall.Installed || !strings.Contains(st.Firewall.Error, "the last reload failed: the overlay is invalid") ||
 		!strings.Contains(st.Firewall.Error, "the previous rules stay in place") {
 		t.Errorf("firewall status after a failed reload: %+v", st.Firewall)
@@ -113,7 +115,7 @@ firewall: {admin_from: [` + adminFrom + `]}
 	writeFile(t, ov, overlay("PFX.4/32"))
 	hangup("firewall reloaded from "+ov, 2)
 	dropped(admin)
-	st = statusFrom(t, l, "mgmt", l.sub("http://PFX.2:9000/status"))
+	st = statusFrom(t, mgmt.NS, labSub(l, "http://PFX.2:9000/status"))
 	if st.Firewall == nil || !st.Firewall.Installed || st.Firewall.Error != "" {
 		t.Errorf("firewall status after a good reload: %+v", st.Firewall)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/piimage/piimage/internal/netnstest"
 )
 
 // Bounds of the flood test.
@@ -40,16 +41,16 @@ func TestFloodKeepsVRRPAndHealthChecks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods for several seconds")
 	}
-	l := newBridgeLab(t, map[string]int{"nodelb1": 2, "nodelb2": 3, "web": 9, "client": 20, "attacker": 50})
+	l := netnstest.NewLab(t, "flood")
+	lb1, lb2 := l.Add("lb1", 0), l.Add("lb2", 0)
+	web, client, attacker := l.Add("web", 9), l.Add("client", 20), l.Add("attacker", 50)
 	bin := buildInit(t)
 	dir := t.TempDir()
 
 	// The backend counts the balancers' health checks per source.
 	var mu sync.Mutex
 	checks := map[string]int{}
-	var ln net.Listener
-	var err error
-	l.in("web", func() { ln, err = net.Listen("tcp4", l.addr("web")+":80") })
+	ln, err := web.Listen("tcp4", web.Addr+":80")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,14 +65,14 @@ func TestFloodKeepsVRRPAndHealthChecks(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	checksBy := func(h string) int {
+	checksBy := func(addr string) int {
 		mu.Lock()
 		defer mu.Unlock()
-		return checks[l.addr(h)]
+		return checks[addr]
 	}
 
 	lbOverlay := func(name, role string, prio int, self, peer string) string {
-		return l.sub(fmt.Sprintf(`hostname: %s
+		return labSub(l, fmt.Sprintf(`hostname: %s
 role: %s
 interfaces:
   eth0: {address: %s/24, gateway: PFX.1}
@@ -84,23 +85,28 @@ firewall: {vrrp_peers: [%s], rate_limit: {per_second: 100, burst: 200}}
 time: {disabled: true}
 `, name, role, self, prio, peer))
 	}
+	// The nodes' addresses, which they configure themselves.
+	lb1Addr, lb2Addr := l.Addr(2), l.Addr(3)
 	var nodes []*runningNode
-	for i, n := range []struct{ name, role string }{{"lb1", "lbmaster"}, {"lb2", "lbbackup"}} {
-		self, peer := l.addr("nodelb1"), l.addr("nodelb2")
+	for i, n := range []struct {
+		name, role string
+		host       *netnstest.Host
+	}{{"lb1", "lbmaster", lb1}, {"lb2", "lbbackup", lb2}} {
+		self, peer := lb1Addr, lb2Addr
 		prio := 150
 		if i == 1 {
 			self, peer, prio = peer, self, 100
 		}
 		ov := filepath.Join(dir, n.name+".yaml")
 		writeFile(t, ov, lbOverlay(n.name, n.role, prio, self, peer))
-		nodes = append(nodes, startNode(t, l.ns["node"+n.name], bin, "--state", filepath.Join(dir, n.name), "--overlay", ov))
+		nodes = append(nodes, startNode(t, n.host.NS, bin, "--state", filepath.Join(dir, n.name), "--overlay", ov))
 	}
 	for i, n := range nodes {
 		n.waitOutput(t, fmt.Sprintf("lb%d up", i+1))
 	}
-	vip := l.sub("PFX.100")
-	hasVIP := func(h string) bool {
-		ns, err := netns.GetFromName(l.ns[h])
+	vip := labSub(l, "PFX.100")
+	hasVIP := func(h *netnstest.Host) bool {
+		ns, err := netns.GetFromPath(h.Path())
 		if err != nil {
 			return false
 		}
@@ -121,9 +127,9 @@ time: {disabled: true}
 		}
 		return false
 	}
-	client := l.client("client", 2*time.Second)
+	httpClient := clientIn(client.NS, 2*time.Second)
 	ask := func() bool {
-		resp, err := client.Get("http://" + vip + "/")
+		resp, err := httpClient.Get("http://" + vip + "/")
 		if err != nil {
 			return false
 		}
@@ -132,11 +138,11 @@ time: {disabled: true}
 	}
 	// Settle: the master holds the VIP and the VIP answers.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if hasVIP("nodelb1") && !hasVIP("nodelb2") && ask() {
+		if hasVIP(lb1) && !hasVIP(lb2) && ask() {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the VIP never settled on lb1 (lb1 %v, lb2 %v)\n%s\n%s", hasVIP("nodelb1"), hasVIP("nodelb2"), nodes[0].output(), nodes[1].output())
+			t.Fatalf("the VIP never settled on lb1 (lb1 %v, lb2 %v)\n%s\n%s", hasVIP(lb1), hasVIP(lb2), nodes[0].output(), nodes[1].output())
 		}
 	}
 
@@ -152,7 +158,7 @@ time: {disabled: true}
 			case <-time.After(100 * time.Millisecond):
 			}
 			samples.Add(1)
-			if !hasVIP("nodelb1") || hasVIP("nodelb2") {
+			if !hasVIP(lb1) || hasVIP(lb2) {
 				flips.Add(1)
 			}
 		}
@@ -170,20 +176,21 @@ time: {disabled: true}
 			}
 		}
 	})
-	before1, before2 := checksBy("nodelb1"), checksBy("nodelb2")
+	before1, before2 := checksBy(lb1Addr), checksBy(lb2Addr)
 	var synsSent int
 	var synTime time.Duration
 	var idleOpen int
 	wg.Go(func() {
 		start := time.Now()
-		synsSent = synFlood(t, l, []string{l.addr("nodelb1"), l.addr("nodelb2"), vip}, floodFor, floodMaxSYNs)
+		synsSent = synFlood(t, attacker, []string{lb1Addr, lb2Addr, vip}, floodFor, floodMaxSYNs)
 		synTime = time.Since(start)
 	})
-	wg.Go(func() { idleOpen = idleFlood(t, l, vip, floodFor) })
+	wg.Go(func() { idleOpen = idleFlood(t, l, attacker, vip, floodFor) })
 	time.Sleep(floodFor)
 	// Public ports are not tracked: the flood leaves conntrack's table
 	// (which the node's own connections need) nearly empty.
-	tracked, cterr := execIn(l, "nodelb1", "cat", "/proc/sys/net/netfilter/nf_conntrack_count")
+	out, cterr := lb1.Command("cat", "/proc/sys/net/netfilter/nf_conntrack_count").CombinedOutput()
+	tracked := strings.TrimSpace(string(out))
 	close(stop)
 	wg.Wait()
 	if n, err := strconv.Atoi(tracked); cterr == nil && err == nil {
@@ -192,7 +199,7 @@ time: {disabled: true}
 			t.Errorf("lb1 tracks %d connections after the flood; public ports should be untracked", n)
 		}
 	}
-	during1, during2 := checksBy("nodelb1")-before1, checksBy("nodelb2")-before2
+	during1, during2 := checksBy(lb1Addr)-before1, checksBy(lb2Addr)-before2
 
 	t.Logf("flood: %d SYNs in %v, %d of %d idle connections open; VIP samples %d (wrong %d); client %d/%d answered; health checks lb1 %d lb2 %d",
 		synsSent, synTime.Round(time.Millisecond), idleOpen, floodIdle, samples.Load(), flips.Load(), answered.Load(), asked.Load(), during1, during2)
@@ -209,7 +216,7 @@ time: {disabled: true}
 	if synsSent < 1000 {
 		t.Errorf("only %d SYNs sent: the flood did not happen", synsSent)
 	}
-	st := statusFrom(t, l, "client", "http://"+l.addr("nodelb1")+":9000/status")
+	st := statusFrom(t, client.NS, "http://"+lb1Addr+":9000/status")
 	if st.Firewall == nil || st.Firewall.Counters["rate_limited"].Packets == 0 {
 		t.Errorf("lb1's firewall limited nothing: %+v", st.Firewall)
 	} else {
@@ -232,7 +239,7 @@ time: {disabled: true}
 		}
 	}
 	// The backup kept hearing the master's adverts through its firewall.
-	st2 := statusFrom(t, l, "client", "http://"+l.addr("nodelb2")+":9000/status")
+	st2 := statusFrom(t, client.NS, "http://"+lb2Addr+":9000/status")
 	if st2.Firewall == nil || st2.Firewall.Counters["vrrp"].Packets < 20 || st2.Firewall.Counters["vrrp_strangers"].Packets != 0 {
 		t.Errorf("lb2's VRRP counters: %+v", st2.Firewall)
 	}
@@ -247,16 +254,19 @@ time: {disabled: true}
 // targets from the attacker: half from the attacker's own address,
 // half from forged addresses in 10.250.0.0/16 (which exist nowhere). The
 // socket is made inside the attacker's namespace.
-func synFlood(t *testing.T, l *bridgeLab, targets []string, d time.Duration, max int) int {
+func synFlood(t *testing.T, attacker *netnstest.Host, targets []string, d time.Duration, max int) int {
 	var fd int
-	var err error
-	l.in("attacker", func() { fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW) })
+	err := attacker.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		return err
+	})
 	if err != nil {
 		t.Errorf("raw socket: %v", err)
 		return 0
 	}
 	defer unix.Close(fd)
-	own := netip.MustParseAddr(l.addr("attacker")).As4()
+	own := netip.MustParseAddr(attacker.Addr).As4()
 	var dsts [][4]byte
 	for _, tg := range targets {
 		dsts = append(dsts, netip.MustParseAddr(tg).As4())
@@ -323,13 +333,13 @@ func checksum(b []byte, sum uint32) uint16 {
 }
 
 // idleFlood opens up to floodIdle connections to addr:80 from
-// floodIdleSrcs addresses of the attacker and holds them, sending
-// nothing, until d has passed; it returns how many connected.
-func idleFlood(t *testing.T, l *bridgeLab, addr string, d time.Duration) int {
+// floodIdleSrcs addresses of the attacker (in lab l) and holds them,
+// sending nothing, until d has passed; it returns how many connected.
+func idleFlood(t *testing.T, l *netnstest.Lab, attacker *netnstest.Host, addr string, d time.Duration) int {
 	var srcs []string
 	for i := 0; i < floodIdleSrcs; i++ {
-		a := l.sub(fmt.Sprintf("PFX.%d", 60+i))
-		if out, err := execIn(l, "attacker", "ip", "addr", "add", a+"/24", "dev", "eth0"); err != nil {
+		a := l.Addr(60 + i)
+		if out, err := attacker.Command("ip", "addr", "add", a+"/24", "dev", "eth0").CombinedOutput(); err != nil {
 			t.Errorf("adding %s: %v %s", a, err, out)
 			return 0
 		}
@@ -337,7 +347,7 @@ func idleFlood(t *testing.T, l *bridgeLab, addr string, d time.Duration) int {
 	}
 	dst := netip.MustParseAddr(addr).As4()
 	var fds []int
-	l.in("attacker", func() {
+	err := attacker.Do(func() error {
 		for i := 0; i < floodIdle; i++ {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -347,12 +357,17 @@ func idleFlood(t *testing.T, l *bridgeLab, addr string, d time.Duration) int {
 			unix.Bind(fd, &unix.SockaddrInet4{Addr: netip.MustParseAddr(srcs[i%len(srcs)]).As4()})
 			unix.Connect(fd, &unix.SockaddrInet4{Port: 80, Addr: dst})
 		}
+		return nil
 	})
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}()
+	if err != nil {
+		t.Errorf("idle connections from %s: %v", attacker.Name, err)
+		return 0
+	}
 	time.Sleep(d)
 	open := 0
 	for _, fd := range fds {
@@ -363,10 +378,4 @@ func idleFlood(t *testing.T, l *bridgeLab, addr string, d time.Duration) int {
 		}
 	}
 	return open
-}
-
-// execIn runs a command inside host h's namespace.
-func execIn(l *bridgeLab, h string, args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", l.ns[h]}, args...)...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
 }

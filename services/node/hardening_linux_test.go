@@ -16,15 +16,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/piimage/piimage/internal/netnstest"
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/timesync"
 )
 
-// sntpServer answers SNTP requests in host h on :123 with the real time.
-func sntpServer(t *testing.T, l *bridgeLab, h string) {
+// sntpServer answers SNTP requests in host h on its address, port 123,
+// with the real time.
+func sntpServer(t *testing.T, h *netnstest.Host) {
 	var pc net.PacketConn
-	var err error
-	l.in(h, func() { pc, err = net.ListenPacket("udp4", l.addr(h)+":123") })
+	err := h.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", h.Addr+":123")
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +53,10 @@ func sntpServer(t *testing.T, l *bridgeLab, h string) {
 	}()
 }
 
-// statusFrom reads /status from host h, retrying for up to 10 s.
-func statusFrom(t *testing.T, l *bridgeLab, h, url string) admin.Status {
+// statusFrom reads /status from namespace h, retrying for up to 10 s.
+func statusFrom(t *testing.T, h *netnstest.NS, url string) admin.Status {
 	t.Helper()
-	c := l.client(h, 3*time.Second)
+	c := clientIn(h, 3*time.Second)
 	var lastErr error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		resp, err := c.Get(url)
@@ -67,7 +72,7 @@ func statusFrom(t *testing.T, l *bridgeLab, h, url string) admin.Status {
 		}
 		lastErr = err
 	}
-	t.Fatalf("GET %s from %s: %v", url, h, lastErr)
+	t.Fatalf("GET %s from %s: %v", url, h.Name, lastErr)
 	return admin.Status{}
 }
 
@@ -78,14 +83,15 @@ func statusFrom(t *testing.T, l *bridgeLab, h, url string) admin.Status {
 // and the web service's process runs with CAP_NET_BIND_SERVICE alone and
 // no_new_privs.
 func TestHardenedNode(t *testing.T) {
-	l := newBridgeLab(t, map[string]int{"node": 2, "gw": 1, "mgmt": 4, "stranger": 5})
+	l := netnstest.NewLab(t, "hard")
+	node, gw, mgmt, stranger := l.Add("node", 0), l.Add("gw", 1), l.Add("mgmt", 4), l.Add("stranger", 5)
 	bin := buildInit(t)
-	sntpServer(t, l, "gw")
+	sntpServer(t, gw)
 	dir := t.TempDir()
 	www := filepath.Join(dir, "www")
 	writeFile(t, filepath.Join(www, "index.html"), "hello\n")
 	ov := filepath.Join(dir, "node.yaml")
-	writeFile(t, ov, l.sub(`hostname: hard1
+	writeFile(t, ov, labSub(l, `hostname: hard1
 role: web
 interfaces:
   eth0: {address: PFX.2/24, gateway: PFX.1}
@@ -93,17 +99,17 @@ web: {root: `+www+`}
 firewall: {admin_from: [PFX.4/32]}
 time: {servers: ["PFX.1:123"], interval: 1m}
 `))
-	n := startNode(t, l.ns["node"], bin, "--state", filepath.Join(dir, "state"), "--overlay", ov)
+	n := startNode(t, node.NS, bin, "--state", filepath.Join(dir, "state"), "--overlay", ov)
 	n.waitOutput(t, "hard1 up")
 	if !strings.Contains(n.output(), "firewall installed (nftables table inet piimage); public TCP ports: 80") {
 		t.Errorf("the console does not report the firewall:\n%s", n.output())
 	}
 
-	web := l.client("stranger", 3*time.Second)
+	web := clientIn(stranger.NS, 3*time.Second)
 	var err error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var code int
-		if code, _, err = getBody(web, l.sub("http://PFX.2/")); err == nil && code != 200 {
+		if code, _, err = getBody(web, labSub(l, "http://PFX.2/")); err == nil && code != 200 {
 			err = fmt.Errorf("status %d", code)
 		}
 		if err == nil {
@@ -115,7 +121,11 @@ time: {servers: ["PFX.1:123"], interval: 1m}
 	}
 	// The admin port is closed to the stranger: dropped, so a timeout.
 	var c net.Conn
-	l.in("stranger", func() { c, err = net.DialTimeout("tcp4", l.sub("PFX.2:9000"), 700*time.Millisecond) })
+	err = stranger.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", labSub(l, "PFX.2:9000"), 700*time.Millisecond)
+		return err
+	})
 	if err == nil {
 		c.Close()
 		t.Error("the stranger reached the admin port")
@@ -125,7 +135,7 @@ time: {servers: ["PFX.1:123"], interval: 1m}
 
 	var st admin.Status
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		st = statusFrom(t, l, "mgmt", l.sub("http://PFX.2:9000/status"))
+		st = statusFrom(t, mgmt.NS, labSub(l, "http://PFX.2:9000/status"))
 		if st.Time != nil && st.Time.Trusted {
 			break
 		}
@@ -136,7 +146,7 @@ time: {servers: ["PFX.1:123"], interval: 1m}
 	if st.Firewall.Counters["dropped"].Packets == 0 || st.Firewall.Counters["admin"].Packets == 0 || st.Firewall.Counters["public"].Packets == 0 {
 		t.Errorf("counters %+v: want drops (the stranger's admin SYNs), admin and public connections", st.Firewall.Counters)
 	}
-	if st.Time == nil || !st.Time.Trusted || st.Time.Settable || st.Time.Server != l.sub("PFX.1:123") {
+	if st.Time == nil || !st.Time.Trusted || st.Time.Settable || st.Time.Server != labSub(l, "PFX.1:123") {
 		t.Errorf("time status %+v: want trusted from PFX.1:123, not settable in process mode", st.Time)
 	}
 

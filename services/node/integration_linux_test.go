@@ -2,27 +2,20 @@ package node
 
 import (
 	"bufio"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
+	"github.com/piimage/piimage/internal/netnstest"
 	"github.com/piimage/piimage/services/admin"
 )
 
@@ -55,7 +48,7 @@ interfaces:
 dns: [10.77.0.1]
 `
 	writeFile(t, ov, overlay)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialIn(t, clientNS), DisableKeepAlives: true}}
+	client := clientIn(clientNS, 5*time.Second)
 
 	// First run: the overlay is good.
 	n := startNode(t, nodeNS, bin, "--state", state, "--overlay", ov)
@@ -68,12 +61,12 @@ dns: [10.77.0.1]
 		t.Errorf("addresses = %+v, want eth0 10.77.0.2/24", st.Addresses)
 	}
 	n.waitOutput(t, "eth0 [10.77.0.2/24] configured")
-	out, err := exec.Command("ip", "-n", nodeNS, "-4", "route", "show", "default").CombinedOutput()
+	out, err := exec.Command("ip", "-n", nodeNS.Name, "-4", "route", "show", "default").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "default via 10.77.0.1 dev eth0") {
 		t.Errorf("default route in the node namespace: %v %s", err, out)
 	}
 	if _, err := exec.LookPath("ss"); err == nil {
-		out, err := exec.Command("ip", "netns", "exec", nodeNS, "ss", "-Hltn", "sport", "= :9000").CombinedOutput()
+		out, err := nodeNS.Command("ss", "-Hltn", "sport", "= :9000").CombinedOutput()
 		var local []string
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			if f := strings.Fields(line); len(f) >= 4 {
@@ -151,92 +144,14 @@ func clientStatus(t *testing.T, c *http.Client) admin.Status {
 	return st
 }
 
-// newNetnsPair creates the namespaces node and client joined by a veth
-// pair (eth0 in node, c0 = 10.77.0.1/24 in client) and deletes them when
-// the test ends.
-func newNetnsPair(t *testing.T) (nodeNS, clientNS string) {
-	t.Helper()
-	b := make([]byte, 3)
-	rand.Read(b)
-	suffix := hex.EncodeToString(b)
-	nodeNS, clientNS = "piimg-n-"+suffix, "piimg-c-"+suffix
-	for _, ns := range []string{nodeNS, clientNS} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("cannot create a network namespace: %v: %s", err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("deleting netns %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-	for _, args := range [][]string{
-		{"-n", nodeNS, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", clientNS},
-		{"-n", clientNS, "addr", "add", "10.77.0.1/24", "dev", "c0"},
-		{"-n", clientNS, "link", "set", "c0", "up"},
-		{"-n", clientNS, "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	return nodeNS, clientNS
-}
-
 // buildInitForNetns skips unless the test can make network namespaces, and
 // builds cmd/init (with every service it registers) into a temporary folder,
 // which it returns with the binary's path.
 func buildInitForNetns(t *testing.T) (dir, bin string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-	dir = t.TempDir()
-	bin = filepath.Join(dir, "init")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/piimage/piimage/cmd/init").CombinedOutput(); err != nil {
-		t.Fatalf("building cmd/init: %v\n%s", err, out)
-	}
-	return dir, bin
-}
-
-// dialIn returns a dialer whose sockets are made inside the named network
-// namespace, from a locked OS thread.
-func dialIn(t *testing.T, name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		var d net.Dialer
-		conn, dialErr := d.DialContext(ctx, network, addr)
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it ends with this goroutine
-			// instead of serving others in the wrong namespace.
-			if conn != nil {
-				conn.Close()
-			}
-			return nil, fmt.Errorf("returning to the original namespace: %w", err)
-		}
-		runtime.UnlockOSThread()
-		return conn, dialErr
-	}
+	netnstest.Require(t)
+	bin = buildInit(t)
+	return filepath.Dir(bin), bin
 }
 
 // runningNode is the init running in process mode under `ip netns exec`.
@@ -247,9 +162,9 @@ type runningNode struct {
 	done chan error
 }
 
-func startNode(t *testing.T, ns, bin string, args ...string) *runningNode {
+func startNode(t *testing.T, ns *netnstest.NS, bin string, args ...string) *runningNode {
 	t.Helper()
-	return startCmd(t, "ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	return startCmd(t, "ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
 }
 
 // startCmd starts a command whose output the test reads, and kills it at

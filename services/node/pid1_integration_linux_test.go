@@ -68,10 +68,9 @@ func TestPID1InNamespaces(t *testing.T) {
 	hasVfat := strings.Contains(string(fs), "\tvfat\n")
 
 	nodeNS, clientNS := newNetnsPair(t)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialIn(t, clientNS), DisableKeepAlives: true}}
-	local := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialIn(t, nodeNS), DisableKeepAlives: true}}
+	client, local := clientIn(clientNS, 5*time.Second), clientIn(nodeNS, 5*time.Second)
 	boot := func() *runningNode {
-		return startCmd(t, "ip", "netns", "exec", nodeNS, "unshare", "--pid", "--fork", "--kill-child", "--mount", "--uts", "--propagation", "private",
+		return startCmd(t, "ip", "netns", "exec", nodeNS.Name, "unshare", "--pid", "--fork", "--kill-child", "--mount", "--uts", "--propagation", "private",
 			"sh", "-c", `mount -t proc proc "$1/proc" && mount --bind "$1/cmdline" "$1/proc/cmdline" && exec chroot "$1" /init`, "sh", root)
 	}
 	reboot := func(n *runningNode) {

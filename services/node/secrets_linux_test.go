@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piimage/piimage/internal/netnstest"
 	"github.com/piimage/piimage/services/balancer"
 )
 
@@ -71,7 +72,8 @@ func randomWord(prefix string) string {
 // (with right and wrong passwords), then greps every log line, console
 // line and HTTP response for each secret.
 func TestSecretsNeverShown(t *testing.T) {
-	l := newBridgeLab(t, map[string]int{"nodelb": 2, "nodeweb": 3, "mgmt": 4})
+	l := netnstest.NewLab(t, "sec")
+	lbHost, webHost, mgmt := l.Add("lb", 0), l.Add("web", 0), l.Add("mgmt", 4)
 	bin := buildInit(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -99,7 +101,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 
 	lbOv, webOv := filepath.Join(dir, "lb.yaml"), filepath.Join(dir, "web.yaml")
-	writeFile(t, lbOv, l.sub(fmt.Sprintf(`hostname: seclb
+	writeFile(t, lbOv, labSub(l, fmt.Sprintf(`hostname: seclb
 role: lbmaster
 interfaces:
   eth0: {address: PFX.2/24, gateway: PFX.1}
@@ -113,7 +115,7 @@ balancer:
   tls: {port: 443, certs: [{cert: %s, key: %s}]}
 firewall: {vrrp_peers: [PFX.9]}
 `, psk1, hash, lbCert, lbKey)))
-	writeFile(t, webOv, l.sub(fmt.Sprintf(`hostname: secweb
+	writeFile(t, webOv, labSub(l, fmt.Sprintf(`hostname: secweb
 role: web
 interfaces:
   eth0: {address: PFX.3/24, gateway: PFX.1}
@@ -123,8 +125,8 @@ mirror: {primary: secweb, secret_file: %s}
 `, psk2, www, webCert, webKey, filepath.Join(data, "mirror", "secret"))))
 
 	lbState, webState := filepath.Join(dir, "lbstate"), filepath.Join(dir, "webstate")
-	lb := startNode(t, l.ns["nodelb"], bin, "--state", lbState, "--overlay", lbOv)
-	web := startNode(t, l.ns["nodeweb"], bin, "--state", webState, "--overlay", webOv)
+	lb := startNode(t, lbHost.NS, bin, "--state", lbState, "--overlay", lbOv)
+	web := startNode(t, webHost.NS, bin, "--state", webState, "--overlay", webOv)
 	lb.waitOutput(t, "seclb up")
 	web.waitOutput(t, "secweb up")
 
@@ -136,7 +138,7 @@ mirror: {primary: secweb, secret_file: %s}
 		}
 		seen.WriteString(body + "\n")
 	}
-	c := l.client("mgmt", 3*time.Second)
+	c := clientIn(mgmt.NS, 3*time.Second)
 	c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	do := func(what, method, url, user, pass string) int {
 		req, _ := http.NewRequest(method, url, nil)
@@ -155,7 +157,7 @@ mirror: {primary: secweb, secret_file: %s}
 	}
 	// Wait for the balancer to reach the web node, then use everything.
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		if do("balancer", "GET", l.sub("http://PFX.2/"), "", "") == 200 {
+		if do("balancer", "GET", labSub(l, "http://PFX.2/"), "", "") == 200 {
 			break
 		}
 	}
@@ -172,16 +174,16 @@ mirror: {primary: secweb, secret_file: %s}
 		{"web status", "http://PFX.3:9000/status", "", ""},
 		{"web dashboard.json", "http://PFX.3:9000/dashboard.json", "", ""},
 	} {
-		do(u.what, "GET", l.sub(u.url), u.user, u.pass)
+		do(u.what, "GET", labSub(l, u.url), u.user, u.pass)
 	}
 	// The balancer evaluates a password at most every 100ms.
-	for i := 0; i < 10 && do("stats", "GET", l.sub("http://PFX.2:1936/"), "admin", statsPass) != 200; i++ {
+	for i := 0; i < 10 && do("stats", "GET", labSub(l, "http://PFX.2:1936/"), "admin", statsPass) != 200; i++ {
 		time.Sleep(200 * time.Millisecond)
 	}
-	do("metrics", "GET", l.sub("http://PFX.2:1936/metrics"), "admin", statsPass)
+	do("metrics", "GET", labSub(l, "http://PFX.2:1936/metrics"), "admin", statsPass)
 	for _, node := range []string{"PFX.2", "PFX.3"} {
 		for _, svc := range []string{"init", "balancer", "vip", "web", "mirror"} {
-			do("logs "+svc, "GET", l.sub("http://"+node+":9000/logs?service="+svc), "", "")
+			do("logs "+svc, "GET", labSub(l, "http://"+node+":9000/logs?service="+svc), "", "")
 		}
 	}
 	if !strings.Contains(seen.String(), "=== stats: 200") || !strings.Contains(seen.String(), "=== web TLS: 200") ||

@@ -2,7 +2,6 @@ package node
 
 import (
 	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,7 +30,7 @@ web:
 `)
 	n := startNode(t, nodeNS, bin, "--state", filepath.Join(dir, "state"), "--overlay", ov)
 	n.waitOutput(t, "piimage: web-itest up")
-	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialIn(t, clientNS), DisableKeepAlives: true}}
+	client := clientIn(clientNS, 3*time.Second)
 
 	get := func(path string) (int, string, error) {
 		resp, err := client.Get("http://10.77.0.2" + path)
