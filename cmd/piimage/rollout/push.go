@@ -184,6 +184,12 @@ func waitOutcome(ctx context.Context, c *Client, res ota.Result, o PushOptions) 
 			continue
 		}
 		if l := st.Last; l != nil && l.ID == res.ID {
+			if l.Result == ota.ResultRolledBack && st.Booted == l.Slot {
+				// Recorded, but the node still runs the failed slot: it
+				// reboots into the previous one next.
+				say(fmt.Sprintf("%s rolled back (%s); waiting for the node to restart into slot %s", l.Version, l.Reason, imgota.Other(l.Slot)))
+				continue
+			}
 			return &Outcome{Node: c.Base, Version: l.Version, Slot: l.Slot, Result: l.Result, Reason: l.Reason}, nil
 		}
 		if t := st.Trial; t != nil && t.ID == res.ID {
