@@ -14,6 +14,7 @@
 //	Require(t)                   // skip unless root with ip(8)
 //
 //	n := New(t, "fw")            // namespace piimg-fw-<6 hex>, lo up
+//	n := NewBare(t, "nc")        // the same with lo down and unaddressed
 //	n.Name, n.Path()             // its name and /run/netns/NAME
 //	n.IP("addr", "show")         // ip -n NAME addr show; t.Fatal on error
 //	n.Command("nft", "list", "ruleset")  // *exec.Cmd run by ip netns exec
@@ -29,6 +30,7 @@
 //
 //	l := NewLab(t, "mir")        // bridge br0 in namespace piimg-mir<hex>-br
 //	l.Subnet                     // "10.X.Y": the lab's random 10.X.Y.0/24
+//	l.Addr(3)                    // "10.X.Y.3", e.g. for code under test to set
 //	h := l.Add("web01", 2)       // namespace piimg-mir<hex>-web01 whose eth0
 //	                             // is 10.X.Y.2/24 on the bridge (0: no address, down)
 //	h.Addr, h.NS                 // "10.X.Y.2" and the host's namespace

@@ -46,7 +46,25 @@ func New(t testing.TB, tag string) *NS {
 	return newNamed(t, "piimg-"+tag+"-"+randomHex(t))
 }
 
+// NewBare is New but leaves the namespace as the kernel made it: lo is
+// down and unaddressed, for code under test that brings up its own
+// loopback.
+func NewBare(t testing.TB, tag string) *NS {
+	t.Helper()
+	return addNamed(t, "piimg-"+tag+"-"+randomHex(t))
+}
+
+// newNamed creates the namespace name with lo up.
 func newNamed(t testing.TB, name string) *NS {
+	t.Helper()
+	n := addNamed(t, name)
+	n.IP("link", "set", "lo", "up")
+	return n
+}
+
+// addNamed creates the namespace name, untouched, and deletes it when
+// the test ends.
+func addNamed(t testing.TB, name string) *NS {
 	t.Helper()
 	Require(t)
 	if out, err := ipRun("netns", "add", name); err != nil {
@@ -57,9 +75,7 @@ func newNamed(t testing.TB, name string) *NS {
 			t.Errorf("deleting network namespace %s: %v: %s", name, err, out)
 		}
 	})
-	n := &NS{Name: name, t: t}
-	n.IP("link", "set", "lo", "up")
-	return n
+	return &NS{Name: name, t: t}
 }
 
 // Path returns the namespace's file, /run/netns/NAME, for setns(2) or

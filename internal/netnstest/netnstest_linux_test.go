@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -39,6 +40,38 @@ func TestVethPair(t *testing.T) {
 		if _, err := os.Stat("/run/netns/" + n); err == nil {
 			t.Errorf("namespace %s left behind", n)
 		}
+	}
+}
+
+// TestLoopback: New brings lo up with 127.0.0.1; NewBare leaves it as
+// the kernel made it, down and unaddressed.
+func TestLoopback(t *testing.T) {
+	Require(t)
+	for _, tt := range []struct {
+		name   string
+		create func(testing.TB, string) *NS
+		up     bool
+	}{
+		{"New", New, true},
+		{"NewBare", NewBare, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := tt.create(t, "nt")
+			out, err := exec.Command("ip", "-n", n.Name, "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ip addr show lo: %v: %s", err, out)
+			}
+			if got := strings.Contains(string(out), "inet 127.0.0.1/8"); got != tt.up {
+				t.Errorf("lo has 127.0.0.1/8: %v, want %v:\n%s", got, tt.up, out)
+			}
+			out, err = exec.Command("ip", "-n", n.Name, "-o", "link", "show", "dev", "lo").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ip link show lo: %v: %s", err, out)
+			}
+			if got := strings.Contains(string(out), ",UP"); got != tt.up {
+				t.Errorf("lo up: %v, want %v:\n%s", got, tt.up, out)
+			}
+		})
 	}
 }
 
