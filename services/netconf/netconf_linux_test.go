@@ -1,39 +1,22 @@
 package netconf
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/piimage/piimage/internal/netnstest"
 )
 
-// newTestNetns creates a named network namespace that the test deletes, and
-// returns a netlink handle in it.
-func newTestNetns(t *testing.T) (string, *netlink.Handle) {
+// newTestNetns creates a network namespace that the test deletes, with lo
+// down as the init finds it, and returns it with a netlink handle in it.
+func newTestNetns(t *testing.T) (*netnstest.NS, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "piimg-nc-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("deleting netns %s: %v: %s", name, err, out)
-		}
-	})
-	ns, err := netns.GetFromName(name)
+	n := netnstest.NewBare(t, "nc")
+	ns, err := netns.GetFromPath(n.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +26,11 @@ func newTestNetns(t *testing.T) (string, *netlink.Handle) {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	return name, h
+	return n, h
 }
 
 func TestNetlinkInNetns(t *testing.T) {
-	name, h := newTestNetns(t)
+	n, h := newTestNetns(t)
 	// A veth pair, as this machine's kernel may lack the dummy driver.
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0"}); err != nil {
 		t.Fatalf("adding veth eth0: %v", err)
@@ -86,11 +69,11 @@ route add default via 10.77.0.1 dev eth0`
 	if len(rec.ops) != 0 {
 		t.Errorf("second Apply was not idempotent:\n%s", strings.Join(rec.ops, "\n"))
 	}
-	out, err := exec.Command("ip", "-n", name, "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+	out, err := exec.Command("ip", "-n", n.Name, "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "inet 10.77.0.2/24") || strings.Contains(string(out), "10.77.9.9") {
 		t.Errorf("ip addr show eth0: %v\n%s", err, out)
 	}
-	out, err = exec.Command("ip", "-n", name, "-4", "route", "show", "default").CombinedOutput()
+	out, err = exec.Command("ip", "-n", n.Name, "-4", "route", "show", "default").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "default via 10.77.0.1 dev eth0") {
 		t.Errorf("ip route show default: %v\n%s", err, out)
 	}
