@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -57,14 +56,14 @@ func TestLoopback(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			n := tt.create(t, "nt")
-			out, err := exec.Command("ip", "-n", n.Name, "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
+			out, err := n.Command("ip", "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
 			if err != nil {
 				t.Fatalf("ip addr show lo: %v: %s", err, out)
 			}
 			if got := strings.Contains(string(out), "inet 127.0.0.1/8"); got != tt.up {
 				t.Errorf("lo has 127.0.0.1/8: %v, want %v:\n%s", got, tt.up, out)
 			}
-			out, err = exec.Command("ip", "-n", n.Name, "-o", "link", "show", "dev", "lo").CombinedOutput()
+			out, err = n.Command("ip", "-o", "link", "show", "dev", "lo").CombinedOutput()
 			if err != nil {
 				t.Fatalf("ip link show lo: %v: %s", err, out)
 			}
