@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/piimage/piimage/cmd/piimage/lab"
+	"github.com/piimage/piimage/services/node"
+)
+
+// TestRollingUpdateInLab is issue #8's rollout proof: the four-node
+// reference cluster runs as processes in network namespaces, each booting
+// its role's signed v1 image from a card folder; a client polls the VIP at
+// 200 requests/s while `rollout` updates every node to v2 (backup LB, VIP
+// handed over, master LB, web nodes drained one by one). Every node must
+// commit v2 and no request may fail. Then a web image that fails its
+// health checks rolls back by itself and stops the rollout, still without
+// a failed request.
+func TestRollingUpdateInLab(t *testing.T) {
+	if os.Getenv("PIIMAGE_E2E") != "1" {
+		t.Skip("rolling update in a lab: set PIIMAGE_E2E=1 (make test sets it)")
+	}
+	if err := lab.Available(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if err := Run(context.Background(), []string{"keygen", "--keys", keys}, logWriter{t}, logWriter{t}); err != nil {
+		t.Fatal(err)
+	}
+	images := func(version string, roles ...string) *lab.Cards {
+		t.Helper()
+		var paths []string
+		for _, role := range roles {
+			overlay := map[string]string{"lbmaster": "lbmaster.yaml", "lbbackup": "lbbackup.yaml", "web": "web01.yaml"}[role]
+			out := filepath.Join(dir, role+"-"+version+".img")
+			args := []string{"build", "--src", srcTree, "--overlay", filepath.Join(srcTree, "overlays", overlay),
+				"--key", filepath.Join(keys, "ota.key"), "--version", version, "--out", out}
+			if err := Run(context.Background(), args, logWriter{t}, logWriter{t}); err != nil {
+				t.Fatalf("building %s %s: %v", role, version, err)
+			}
+			paths = append(paths, out)
+		}
+		c, err := labCards(paths, keys, srcTree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	v1 := images("lab-v1", "lbmaster", "lbbackup", "web")
+	v2 := images("lab-v2", "lbmaster", "lbbackup", "web")
+	v3 := images("lab-v3"+node.TestUnhealthySuffix, "web")
+
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	g := labGlobal{name: "piimg-ota" + hex.EncodeToString(suffix), runDir: filepath.Join(dir, "run")}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	l, err := labUp(ctx, g, []string{filepath.Join(srcTree, "overlays")}, "", srcTree, v1, logWriter{t})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		if err := lab.Down(g.runDir, g.name, logWriter{t}); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	versions := func() map[string]string {
+		out := map[string]string{}
+		for _, n := range l.State.Plan.Nodes {
+			st, err := l.Status(ctx, n.Host)
+			if err != nil {
+				t.Fatalf("%s: %v", n.Host, err)
+			}
+			out[n.Host] = st.Version + "/" + st.Slot
+		}
+		return out
+	}
+	if got := versions(); got["lbmaster"] != "lab-v1/a" || got["web02"] != "lab-v1/a" {
+		t.Fatalf("before the rollout the nodes run %v, want lab-v1 in slot a", got)
+	}
+
+	rep, err := l.Report(ctx, lab.ReportConfig{Rate: 200, Before: 2 * time.Second, After: 3 * time.Second,
+		Only: []string{lab.ScenarioOTA}, OTA: v2, Log: logWriter{t}})
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	var sb strings.Builder
+	rep.WriteText(&sb)
+	t.Logf("\n%s", sb.String())
+	s := rep.Scenarios[0]
+	r := lab.Analyze(s.Run, s.Fault)
+	t.Logf("RESULT rolling update of 4 nodes under 200 req/s: sent %d, failed %d, longest gap %v, VIP moved after %v",
+		r.Sent, r.Failed, r.LongestGap, s.VIPMoved)
+	if r.Sent < 2000 || r.Failed != 0 {
+		t.Errorf("rolling update: %d of %d requests failed (%v), want none", r.Failed, r.Sent, r.Errors)
+		for _, e := range s.Events {
+			t.Logf("event at %v: %s", e.At-s.Fault, e.Label)
+		}
+		for _, rec := range s.Run.Records {
+			if rec.Err != "" || rec.Status >= 400 {
+				t.Logf("failed request sent at %v after the fault: %d %s (%v)", rec.Start-s.Fault, rec.Status, rec.Err, rec.Latency)
+			}
+		}
+		for _, n := range l.State.Plan.Nodes {
+			if b, err := os.ReadFile(n.Log); err == nil {
+				t.Logf("%s's console:\n%s", n.Host, b)
+			}
+		}
+	}
+	for host, v := range versions() {
+		if v != "lab-v2/b" {
+			t.Errorf("after the rollout %s runs %s, want lab-v2 committed in slot b", host, v)
+		}
+	}
+
+	// A web image that fails its trial: web01 rolls back by itself and the
+	// rollout stops before web02.
+	var out strings.Builder
+	_, err = l.Rollout(ctx, v3, &out)
+	t.Logf("rollout of a failing image:\n%s", out.String())
+	if err == nil || !strings.Contains(err.Error(), "rolled back") || !strings.Contains(err.Error(), "stopping the rollout") {
+		t.Errorf("rollout of a failing image = %v, want a rollback that stops it", err)
+	}
+	got := versions()
+	if got["web01"] != "lab-v2/b" || got["web02"] != "lab-v2/b" {
+		t.Errorf("after the failed rollout the web nodes run %v, want lab-v2 in slot b on both", got)
+	}
+}
