@@ -23,6 +23,9 @@ import (
 // request head, writes it to a pooled keep-alive backend connection, and
 // streams the body and the answer without further goroutines or copies.
 // TLS clients (and so HTTP/2) go through net/http and the ReverseProxy.
+// On Linux the plain-HTTP listener is served by event loops instead
+// (evloop_linux.go), which hand connections they do not serve whole to
+// this engine (serveFrom, resume).
 
 // h1Frontend is a plain-HTTP listener served by the HTTP/1 engine.
 type h1Frontend struct {
@@ -100,7 +103,9 @@ func (f *h1Frontend) handshake(hc *h1conn) bool {
 // cuts what is left when ctx is done.
 func (f *h1Frontend) shutdown(ctx context.Context) {
 	f.closing.Store(true)
-	f.ln.Close()
+	if f.ln != nil {
+		f.ln.Close() // an event loop frontend closes its own listener
+	}
 	if f.h2srv != nil {
 		h2done := make(chan struct{})
 		go func() {
@@ -130,6 +135,9 @@ func (f *h1Frontend) shutdown(ctx context.Context) {
 			f.mu.Lock()
 			for hc := range f.conns {
 				hc.c.Close()
+				if bc := hc.backend.Load(); bc != nil {
+					bc.c.Close() // a goroutine may be waiting for its answer
+				}
 			}
 			f.mu.Unlock()
 			<-done
@@ -163,6 +171,10 @@ type h1conn struct {
 	private   *bconn
 	privateBe *backend
 	linger    bool // the last answer refused a request whose bytes may be unread
+
+	// backend is the backend connection of the exchange in flight, for
+	// a stop to cut.
+	backend atomic.Pointer[bconn]
 
 	// start is where proxy begins its next request: the event loop hands
 	// over a request it already counted, or one to retry elsewhere.
@@ -370,6 +382,7 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 		}
 		x := exchange{hc: hc, cfg: cfg, be: be, req: req, pinned: pinned == be}
 		res := x.run()
+		hc.backend.Store(nil)
 		be.release()
 		keep, retry := hc.outcome(&x, res, attempt)
 		if !retry {

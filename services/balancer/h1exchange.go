@@ -45,6 +45,7 @@ func (x *exchange) run() int {
 			return exConnectFailed
 		}
 		x.bc = bc
+		hc.backend.Store(bc)
 		start := time.Now()
 		wbp := writeBufs.Get().(*[]byte)
 		w := x.appendRequestHead((*wbp)[:0])
