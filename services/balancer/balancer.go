@@ -223,7 +223,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	if cfg.Mode == ModeTCP {
 		err = add(b.listenTCP(cfg))
 	} else {
-		err = add(b.listenH1(cfg))
+		err = add(b.listenHTTP(cfg))
 		if err == nil && cfg.TLS != nil {
 			err = add(b.listenTLS(cfg))
 		}

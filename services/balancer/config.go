@@ -74,6 +74,11 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body; 0 means no limit.
 	MaxBodyBytes int64
+
+	// NoEventLoop serves plain-HTTP clients with a goroutine per
+	// connection, as on systems other than Linux, instead of the Linux
+	// event loops; for comparison and as a way back. Read when Run starts.
+	NoEventLoop bool
 }
 
 // BackendConfig is one backend server.

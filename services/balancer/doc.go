@@ -2,7 +2,10 @@
 // HTTP reverse proxy with keep-alive connection pools to its backends, or a
 // plain TCP proxy, in the manner of HAProxy. HTTP/1 clients (plain or TLS)
 // are served by its own strict HTTP/1.1 engine (h1.go), HTTP/2 clients by
-// net/http and httputil.ReverseProxy (http.go).
+// net/http and httputil.ReverseProxy (http.go). On Linux, plain-HTTP
+// clients are served by event loops, one per CPU, that keep a client and
+// its backend connections on one epoll instance (evloop_linux.go); they
+// hand anything out of the ordinary to the goroutine engine of h1.go.
 //
 // It spreads requests with roundrobin (weighted), leastconn, or consistent
 // hashes of the client address, URI, a query parameter or a header; checks

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,8 @@ type testBackend struct {
 	srv    *http.Server
 	ln     net.Listener
 	holder int // a socket keeping the port ours while the backend is down
+
+	idleTimeout time.Duration // of kept-alive connections; 0: net/http's default
 }
 
 // reusePort lets a listener share its port with the holder socket.
@@ -96,6 +99,15 @@ func (tb *testBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Duration(d))
 	}
 	switch r.URL.Path {
+	case "/big":
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		w.Header().Set("X-Backend", tb.name)
+		w.Write(bigBody(n))
+		return
+	case "/early":
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
 	case "/bighead":
 		w.Header().Set("X-Big-Response", strings.Repeat("r", 3000))
 	case "/chunked":
@@ -147,7 +159,7 @@ func (tb *testBackend) start() {
 	if tb.holder == 0 {
 		tb.holder = holdPort(tb.t, tb.addr)
 	}
-	tb.srv = &http.Server{Handler: tb, ErrorLog: nil}
+	tb.srv = &http.Server{Handler: tb, ErrorLog: nil, IdleTimeout: tb.idleTimeout}
 	go tb.srv.Serve(ln)
 }
 
@@ -186,6 +198,9 @@ func startBalancer(t *testing.T, cfg Config) (*Balancer, string) {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
+	}
+	if os.Getenv("BALANCER_TEST_ENGINE") == "goroutines" {
+		cfg.NoEventLoop = true // run the suite on the other engine
 	}
 	b, err := NewFromConfig(cfg, testLogger(t))
 	if err != nil {
@@ -353,4 +368,13 @@ func refusingAddr(t *testing.T) string {
 // deadBackend is a testBackend whose address refuses connections.
 func deadBackend(t *testing.T, name string) *testBackend {
 	return &testBackend{t: t, name: name, addr: refusingAddr(t)}
+}
+
+// bigBody is n bytes of a pattern that shows where a byte went missing.
+func bigBody(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%23)
+	}
+	return b
 }
