@@ -357,6 +357,7 @@ func (c *evClient) detach() {
 		l.clients[c.idx].idx = c.idx
 		l.clients[last] = nil
 		l.clients = l.clients[:last]
+		l.load.Store(int32(len(l.clients)))
 	}
 	if c.buf != nil {
 		l.putBuf(c.buf)

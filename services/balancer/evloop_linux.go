@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -70,6 +68,10 @@ type evFrontend struct {
 // this late.
 const loopTick = 10 * time.Millisecond
 
+// loopYield is how long a loop runs at most before it lets the scheduler
+// run other goroutines.
+const loopYield = 2 * time.Millisecond
+
 func (f *evFrontend) serve() error {
 	f.lmu.Lock()
 	if f.closing.Load() {
@@ -111,11 +113,13 @@ func (f *evFrontend) stopAccepting() {
 	var ack sync.WaitGroup
 	for _, l := range f.loops {
 		ack.Add(1)
-		l.do(func(l *evLoop) {
+		if !l.do(func(l *evLoop) {
 			l.unlisten()
 			l.closing = true
 			ack.Done()
-		})
+		}) {
+			ack.Done()
+		}
 	}
 	ack.Wait()
 	unix.Close(f.lfd)
@@ -166,14 +170,6 @@ type evLoop struct {
 	ep   int
 	wake int // eventfd: commands are waiting
 
-	// The epoll descriptor is itself registered with the Go runtime's
-	// poller: a loop with nothing to do parks like any goroutine, instead
-	// of blocking its thread in epoll_wait (which made the scheduler hand
-	// the loop's P to other threads and keep sysmon polling every 20µs).
-	epf      *os.File
-	epc      syscall.RawConn
-	parkedTo time.Time // the read deadline set on epf
-
 	slots   []evSlot // by file descriptor
 	seq     uint32
 	clients []*evClient
@@ -184,14 +180,17 @@ type evLoop struct {
 	closing     bool // stop accepting; close connections when idle
 	acceptAfter time.Time
 
-	mu   sync.Mutex
-	cmds []func(*evLoop)
+	mu    sync.Mutex
+	cmds  []func(*evLoop)
+	ended bool         // the loop returned: no more commands
+	load  atomic.Int32 // len(clients), for the other loops to read
 
 	now      time.Time // at the last wake-up
 	nextTick time.Time
-	bufs     [][]byte // free read buffers of evBufSize
-	scratch  []byte   // heads are built here before being written
-	resp     head     // the answer head being parsed
+	yielded  time.Time // the last runtime.Gosched
+	bufs     [][]byte  // free read buffers of evBufSize
+	scratch  []byte    // heads are built here before being written
+	resp     head      // the answer head being parsed
 }
 
 // evBufSize is a connection's read buffer while it has bytes to read:
@@ -213,61 +212,52 @@ func newLoop(f *evFrontend) (*evLoop, error) {
 		l.release()
 		return nil, fmt.Errorf("adding eventfd to epoll: %w", err)
 	}
-	// Non-blocking, so that os.NewFile registers it with the runtime
-	// poller.
-	if err := unix.SetNonblock(ep, true); err != nil {
-		l.release()
-		return nil, fmt.Errorf("setting epoll non-blocking: %w", err)
-	}
-	l.epf = os.NewFile(uintptr(ep), "epoll")
-	rc, err := l.epf.SyscallConn()
-	if err != nil {
-		l.release()
-		return nil, fmt.Errorf("polling epoll: %w", err)
-	}
-	l.epc = rc
 	l.listen()
 	return l, nil
 }
 
 func (l *evLoop) release() {
-	if l.epf != nil {
-		l.epf.Close()
-	} else {
-		unix.Close(l.ep)
-	}
+	unix.Close(l.ep)
 	unix.Close(l.wake)
 }
 
-// wait returns ready events, parking the goroutine in the runtime poller
-// until there are some or until the next tick when the loop has
-// deadlines to watch.
+// wait returns ready events, waiting in epoll_wait when there are none
+// until some arrive or, when timed, until the next tick. It is an
+// ordinary (not raw) system call, so the runtime hands the loop's P to
+// other goroutines while it blocks, and the kernel wakes this thread
+// directly when an event comes. (Parking the loop in the runtime's own
+// poller instead cost a little less CPU, but only one thread waits there:
+// while one loop ran, another loop's events waited for it to park, which
+// doubled the 99th percentile.)
 func (l *evLoop) wait(evs []unix.EpollEvent, timed bool) int {
-	var to time.Time
+	if n := pollNow(l.ep, evs); n > 0 {
+		return n
+	}
+	ms := -1
 	if timed {
-		to = l.nextTick
+		ms = max(int(time.Until(l.nextTick)/time.Millisecond), 0) + 1
 	}
-	if !to.Equal(l.parkedTo) {
-		l.epf.SetReadDeadline(to)
-		l.parkedTo = to
+	n, err := unix.EpollWait(l.ep, evs, ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		l.b.log.Error("event loop: waiting in epoll", "err", err)
+		time.Sleep(loopTick)
 	}
-	n := 0
-	// Read polls first and parks only when nothing is ready; a passed
-	// deadline ends the wait with no events.
-	l.epc.Read(func(uintptr) bool {
-		n = pollNow(l.ep, evs)
-		return n > 0
-	})
-	return n
+	return max(n, 0)
 }
 
-// do runs fn on the loop's goroutine.
-func (l *evLoop) do(fn func(*evLoop)) {
+// do runs fn on the loop's goroutine; it reports false when the loop has
+// ended and fn will not run.
+func (l *evLoop) do(fn func(*evLoop)) bool {
 	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		return false
+	}
 	l.cmds = append(l.cmds, fn)
 	l.mu.Unlock()
 	var one = [8]byte{1}
 	unix.Write(l.wake, one[:])
+	return true
 }
 
 func (l *evLoop) listen() {
@@ -294,7 +284,13 @@ func (l *evLoop) run() {
 		timed := len(l.clients) > 0 || l.idle > 0 || (!l.listening && !l.closing)
 		n := l.wait(evs, timed)
 		l.now = time.Now()
-		for i := range max(n, 0) {
+		if l.now.Sub(l.yielded) > loopYield {
+			// A goroutine that never reaches a scheduling point is
+			// preempted by a signal after 10 ms; yield before that.
+			runtime.Gosched()
+			l.yielded = l.now
+		}
+		for i := range n {
 			fd, ev := int(evs[i].Fd), evs[i].Events
 			switch {
 			case fd == l.f.lfd && l.listening:
@@ -313,7 +309,12 @@ func (l *evLoop) run() {
 			l.listen()
 		}
 		if l.closing && len(l.clients) == 0 {
-			break
+			l.mu.Lock()
+			l.ended = len(l.cmds) == 0
+			l.mu.Unlock()
+			if l.ended {
+				break
+			}
 		}
 	}
 	for _, p := range l.peers {
@@ -400,6 +401,9 @@ func (l *evLoop) putBuf(b []byte) {
 }
 
 // accept takes new connections while the frontend is below its limit.
+// A loop that has clearly more clients than another passes the new one
+// on: every loop sees the listener ready, and the one that runs first
+// would otherwise take a whole burst.
 func (l *evLoop) accept() {
 	f := l.f
 	for range 16 {
@@ -425,25 +429,48 @@ func (l *evLoop) accept() {
 				return
 			}
 		}
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := &evClient{l: l, fd: fd, writable: true}
-		ap := sockaddrAddrPort(sa)
-		c.remote = ap.String()
-		c.ip = ap.Addr().String()
-		seq, err := l.register(fd, c)
-		if err != nil {
-			unix.Close(fd)
+		f.active.Add(1)
+		if t := l.lighter(); t != nil && t.do(func(t *evLoop) { t.addClient(fd, sa) }) {
 			continue
 		}
-		c.seq = seq
-		f.active.Add(1)
-		l.b.fe.connsNow.Add(1)
-		l.b.fe.connsTotal.Add(1)
-		c.idx = len(l.clients)
-		l.clients = append(l.clients, c)
-		c.first = true
-		c.enterHead()
+		l.addClient(fd, sa)
 	}
+}
+
+// lighter returns a loop with at least two clients fewer than l, or nil.
+func (l *evLoop) lighter() *evLoop {
+	var best *evLoop
+	load := l.load.Load() - 1
+	for _, o := range l.f.loops {
+		if n := o.load.Load(); o != l && n < load {
+			best, load = o, n
+		}
+	}
+	return best
+}
+
+// addClient starts serving a connection the frontend accepted (and
+// counted in active).
+func (l *evLoop) addClient(fd int, sa unix.Sockaddr) {
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := &evClient{l: l, fd: fd, writable: true}
+	ap := sockaddrAddrPort(sa)
+	c.remote = ap.String()
+	c.ip = ap.Addr().String()
+	seq, err := l.register(fd, c)
+	if err != nil {
+		unix.Close(fd)
+		l.f.active.Add(-1)
+		return
+	}
+	c.seq = seq
+	l.b.fe.connsNow.Add(1)
+	l.b.fe.connsTotal.Add(1)
+	c.idx = len(l.clients)
+	l.clients = append(l.clients, c)
+	l.load.Store(int32(len(l.clients)))
+	c.first = true
+	c.enterHead()
 }
 
 // tick fires the deadlines that passed and closes backend connections
