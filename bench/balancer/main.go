@@ -3,9 +3,14 @@
 // setup (mode http, roundrobin, check inter 500 fall 3 rise 2), and wrk
 // measures requests per second and latency with keep-alive and with
 // "Connection: close", then the resident memory of each at 1,000 open
-// connections.
+// connections. The balancer runs twice: with its Linux event loops (the
+// default) and with a goroutine per connection (Config.NoEventLoop).
 //
-//	go run ./bench/balancer [-d 5s] [-rounds 3] [-c 100] [-t 2]
+//	go run ./bench/balancer [-d 2s] [-rounds 9] [-c 100] [-t 2] [-goroutines=false]
+//
+// Other work on the machine comes and goes within seconds, so the runs are
+// short and interleaved, and each round's ratio to HAProxy (measured next
+// to it) is reported: the median of those ratios and their range.
 //
 // PIIMAGE_BENCH_CPUPROFILE=file writes a CPU profile of the balancer.
 //
@@ -66,12 +71,14 @@ type options struct {
 	modes    string
 	mem      bool
 	rounds   int
+	gor      bool
 }
 
 func run() error {
 	var o options
-	flag.DurationVar(&o.dur, "d", 5*time.Second, "duration of each wrk run")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds per mode (medians are compared)")
+	flag.DurationVar(&o.dur, "d", 2*time.Second, "duration of each wrk run")
+	flag.IntVar(&o.rounds, "rounds", 9, "rounds per mode (medians are compared)")
+	flag.BoolVar(&o.gor, "goroutines", true, "also run the balancer with a goroutine per connection (no event loops)")
 	flag.IntVar(&o.conns, "c", 100, "wrk connections")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.memConns, "mem-conns", 1000, "connections held open for the memory measurement")
@@ -97,11 +104,11 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return err
 	}
-	be1, be2, haPort, ourPort := ports[0], ports[1], ports[2], ports[3]
+	be1, be2, haPort, ourPort, gorPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	var procs []*exec.Cmd
 	defer func() {
 		for _, p := range procs {
@@ -147,13 +154,18 @@ func run() error {
 		return err
 	}
 	procs = append(procs, ours)
-	targets := []struct {
-		name string
-		url  string
-		pid  int
-	}{
+	targets := []target{
 		{"haproxy", fmt.Sprintf("http://127.0.0.1:%d/", haPort), ha.Process.Pid},
 		{"piimage", fmt.Sprintf("http://127.0.0.1:%d/", ourPort), ours.Process.Pid},
+	}
+	if o.gor {
+		g, err := startSelf(dir, "balancer", fmt.Sprintf("PIIMAGE_BENCH_LISTEN=127.0.0.1:%d", gorPort),
+			fmt.Sprintf("PIIMAGE_BENCH_BACKENDS=127.0.0.1:%d,127.0.0.1:%d", be1, be2), "PIIMAGE_BENCH_NOEVENTLOOP=1")
+		if err != nil {
+			return err
+		}
+		procs = append(procs, g)
+		targets = append(targets, target{"goroutine", fmt.Sprintf("http://127.0.0.1:%d/", gorPort), g.Process.Pid})
 	}
 	for _, t := range targets {
 		if err := waitOK(ctx, t.url); err != nil {
@@ -163,36 +175,39 @@ func run() error {
 	fmt.Printf("backends: %s on 127.0.0.1:%d and :%d; wrk -t%d -c%d -d%s, %d rounds; %d CPUs (shared with other work: numbers are noisy)\n",
 		kind, be1, be2, o.threads, o.conns, o.dur, o.rounds, numCPU())
 
-	// Each mode runs in rounds that alternate which proxy goes first, and
-	// the medians are compared: other work on the machine comes and goes.
+	// Each mode runs in short rounds that alternate the order of the
+	// proxies; each round's ratio to HAProxy compares runs made seconds
+	// apart, under the same other load.
 	for _, mode := range strings.Split(o.modes, ",") {
+		for _, t := range targets {
+			warmUp(ctx, o, mode, t.url)
+		}
 		runs := map[string][]wrkResult{}
 		for round := range o.rounds {
-			order := []int{0, 1}
+			order := slices.Clone(targets)
 			if round%2 == 1 {
-				order = []int{1, 0}
+				slices.Reverse(order)
 			}
-			for _, i := range order {
-				t := targets[i]
+			for _, t := range order {
 				r, err := runWrk(ctx, o, mode, t.url, t.pid)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", t.name, mode, err)
 				}
 				runs[t.name] = append(runs[t.name], r)
-				fmt.Printf("%-10s %-8s round %d %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req%s\n",
+				fmt.Printf("%-10s %-9s round %d %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req%s\n",
 					mode, t.name, round+1, r.rps, r.p50, r.p99, r.cpuPerReq, r.note)
 			}
 		}
-		h, p := median(runs["haproxy"]), median(runs["piimage"])
-		for _, x := range []struct {
-			name string
-			r    wrkResult
-		}{{"haproxy", h}, {"piimage", p}} {
-			fmt.Printf("%-10s %-8s median  %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req\n",
-				mode, x.name, x.r.rps, x.r.p50, x.r.p99, x.r.cpuPerReq)
+		for _, t := range targets {
+			m := median(runs[t.name])
+			fmt.Printf("%-10s %-9s median  %10.0f req/s   p50 %7.2f ms   p99 %7.2f ms   CPU %5.1f µs/req\n",
+				mode, t.name, m.rps, m.p50, m.p99, m.cpuPerReq)
 		}
-		fmt.Printf("%-10s ratio piimage/haproxy (medians): req/s %.2fx, p99 %.2fx, CPU per request %.2fx\n",
-			mode, p.rps/h.rps, p.p99/h.p99, p.cpuPerReq/h.cpuPerReq)
+		for _, t := range targets[1:] {
+			rr, pr, cr := ratios(runs[t.name], runs["haproxy"])
+			fmt.Printf("%-10s %s/haproxy, median of the rounds' ratios [range]: req/s %s, p99 %s, CPU per request %s\n",
+				mode, t.name, rr, pr, cr)
+		}
 	}
 
 	for _, t := range targets {
@@ -203,7 +218,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("measuring memory of %s: %w", t.name, err)
 		}
-		fmt.Printf("memory %-8s peak RSS %.1f MB with %d connections\n", t.name, float64(rss)/(1<<20), o.memConns)
+		fmt.Printf("memory %-9s peak RSS %.1f MB with %d connections\n", t.name, float64(rss)/(1<<20), o.memConns)
 	}
 	return nil
 }
@@ -372,15 +387,28 @@ type wrkResult struct {
 	note          string
 }
 
-// runWrk warms up, then measures one proxy with wrk in one mode.
-func runWrk(ctx context.Context, o options, mode, url string, pid int) (wrkResult, error) {
-	args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", "1s", url}
+type target struct {
+	name string
+	url  string
+	pid  int
+}
+
+func wrkArgs(o options, mode, url string, d time.Duration) []string {
+	args := []string{"--latency", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", d.String(), url}
 	if mode == "close" {
 		args = append([]string{"-H", "Connection: close"}, args...)
 	}
-	exec.CommandContext(ctx, "wrk", args...).Run() // warm-up
-	args[len(args)-2] = o.dur.String()
-	args = append([]string{"--latency"}, args...)
+	return args
+}
+
+// warmUp runs wrk for a second against url.
+func warmUp(ctx context.Context, o options, mode, url string) {
+	exec.CommandContext(ctx, "wrk", wrkArgs(o, mode, url, time.Second)...).Run()
+}
+
+// runWrk measures one proxy with wrk in one mode.
+func runWrk(ctx context.Context, o options, mode, url string, pid int) (wrkResult, error) {
+	args := wrkArgs(o, mode, url, o.dur)
 	cpu0, _ := cpuTime(pid)
 	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
 	cpu1, _ := cpuTime(pid)
@@ -396,6 +424,35 @@ func runWrk(ctx context.Context, o options, mode, url string, pid int) (wrkResul
 		r.note = "  (" + e + ")"
 	}
 	return r, nil
+}
+
+// spread is the median of some ratios and their range.
+type spread struct{ med, lo, hi float64 }
+
+func (s spread) String() string { return fmt.Sprintf("%.2fx [%.2f-%.2f]", s.med, s.lo, s.hi) }
+
+// ratios returns, for req/s, p99 and CPU per request, the ratios of each
+// round of a to the same round of b.
+func ratios(a, b []wrkResult) (rps, p99, cpu spread) {
+	of := func(f func(wrkResult) float64) spread {
+		var v []float64
+		for i := range min(len(a), len(b)) {
+			if d := f(b[i]); d > 0 {
+				v = append(v, f(a[i])/d)
+			}
+		}
+		if len(v) == 0 {
+			return spread{}
+		}
+		slices.Sort(v)
+		m := v[len(v)/2]
+		if len(v)%2 == 0 {
+			m = (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		return spread{m, v[0], v[len(v)-1]}
+	}
+	return of(func(r wrkResult) float64 { return r.rps }), of(func(r wrkResult) float64 { return r.p99 }),
+		of(func(r wrkResult) float64 { return r.cpuPerReq })
 }
 
 // median returns the median of each measure separately.
@@ -526,11 +583,12 @@ func runBalancer() {
 		bcs = append(bcs, balancer.BackendConfig{Name: fmt.Sprintf("web%d", i+1), Address: a})
 	}
 	b, err := balancer.NewFromConfig(balancer.Config{
-		Addr:      os.Getenv("PIIMAGE_BENCH_LISTEN"),
-		Algorithm: "roundrobin",
-		Backends:  bcs,
-		Check:     balancer.CheckConfig{Interval: 500 * time.Millisecond, Fall: 3, Rise: 2},
-		MaxConn:   4000,
+		Addr:        os.Getenv("PIIMAGE_BENCH_LISTEN"),
+		Algorithm:   "roundrobin",
+		Backends:    bcs,
+		Check:       balancer.CheckConfig{Interval: 500 * time.Millisecond, Fall: 3, Rise: 2},
+		MaxConn:     4000,
+		NoEventLoop: os.Getenv("PIIMAGE_BENCH_NOEVENTLOOP") != "",
 	}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench balancer:", err)
