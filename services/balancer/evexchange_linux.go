@@ -197,6 +197,10 @@ func (c *evClient) readResponse() {
 		}
 		if bc.r < bc.w {
 			if i := bytes.Index(bc.buf[bc.r:bc.w], crlfcrlf); i >= 0 {
+				if i+4 > maxResponseHead {
+					c.failed(errRespHeadTooLarge)
+					return
+				}
 				c.response(i + 4)
 				return
 			}
@@ -204,7 +208,7 @@ func (c *evClient) readResponse() {
 		if !bc.readable {
 			return
 		}
-		_, err := bc.fill(64<<10 + 8)
+		_, err := bc.fill(maxResponseHead + 8)
 		if err != nil {
 			nothing := bc.w == 0
 			reused := bc.reused
@@ -347,7 +351,7 @@ func (c *evClient) finish() {
 		copyBuffers.Put(c.stream)
 		c.stream = nil
 	}
-	if c.reusable && bc.r == bc.w {
+	if c.reusable && bc.r == bc.w && !bc.hup {
 		bc.dropBuf()
 		bc.reused = true
 		bc.p.put(bc, l.now)

@@ -289,12 +289,15 @@ func (x *exchange) sendBody() int {
 	return exCut
 }
 
+// maxResponseHead bounds a backend's answer head.
+const maxResponseHead = 64 << 10
+
 // readResponseHead reads the backend's answer head, passing 1xx
 // informational answers (but 100 Continue, which the balancer sent
 // itself) on to the client.
 func (x *exchange) readResponseHead() ([]byte, bool, error) {
 	for {
-		raw, inBuf, err := readHead(x.bc.br, 64<<10, &x.hc.rspill)
+		raw, inBuf, err := readHead(x.bc.br, maxResponseHead, &x.hc.rspill)
 		if err != nil {
 			return nil, false, err
 		}
