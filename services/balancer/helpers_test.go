@@ -186,7 +186,7 @@ func (tb *testBackend) stop() {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("BALANCER_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -194,7 +194,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startBalancer runs a balancer on loopback until the test ends.
-func startBalancer(t *testing.T, cfg Config) (*Balancer, string) {
+func startBalancer(t testing.TB, cfg Config) (*Balancer, string) {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
