@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/piimage/piimage/overlays"
+	"github.com/piimage/piimage/services/ota"
 	"github.com/piimage/piimage/services/supervise"
 	"github.com/piimage/piimage/services/wifi"
 )
@@ -70,6 +71,9 @@ type Status struct {
 	Services      []supervise.Status `json:"services"`
 	Firewall      *FirewallStatus    `json:"firewall,omitempty"` // hardening.go
 	Time          *TimeStatus        `json:"time,omitempty"`
+	// Slots are the image slots and their versions, when the node takes
+	// updates.
+	Slots []ota.SlotInfo `json:"slots,omitempty"`
 	// Data is the data partition's check at boot (PID 1 only).
 	Data *DataStatus `json:"data,omitempty"`
 	// WiFi is wlan0's association when the overlay configures Wi-Fi.
@@ -138,6 +142,8 @@ type Server struct {
 	// nil means not reported.
 	Firewall func() *FirewallStatus
 	Time     func() *TimeStatus
+	// Slots reports the image slots; nil means not reported.
+	Slots func() []ota.SlotInfo
 	// Data and WiFi report the data partition's check and wlan0; nil
 	// means not reported.
 	Data *DataStatus
@@ -195,6 +201,9 @@ func (s *Server) Snapshot() Status {
 		st.Time = s.Time()
 	}
 	st.Data = s.Data
+	if s.Slots != nil {
+		st.Slots = s.Slots()
+	}
 	if s.WiFi != nil {
 		st.WiFi = s.WiFi()
 	}

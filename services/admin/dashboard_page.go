@@ -134,7 +134,12 @@ function render(v) {
     tr.appendChild(el("td", node.mirror_lag_seconds != null ? node.mirror_lag_seconds.toFixed(2) + " s" : "-", "num"));
     const im = el("td");
     im.appendChild(el("div", (node.version || "-") + (node.slot ? " (slot " + node.slot + ")" : "")));
-    if (node.slots) im.appendChild(el("div", JSON.stringify(node.slots), "small"));
+    for (const sl of node.slots || []) {
+      let what = "slot " + sl.slot + ": " + (sl.version || (sl.complete ? "?" : "empty"));
+      if (sl.running) what += " (running)";
+      else if (sl.config) what += " (boots next)";
+      im.appendChild(el("div", what, "small"));
+    }
     tr.appendChild(im);
     tr.appendChild(el("td", node.reachable ? dur(node.uptime_seconds) : "-", "num"));
     body.appendChild(tr);

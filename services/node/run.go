@@ -18,6 +18,7 @@ import (
 
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/netconf"
+	"github.com/piimage/piimage/services/ota"
 	"github.com/piimage/piimage/services/supervise"
 	"github.com/piimage/piimage/services/wifi"
 )
@@ -154,6 +155,10 @@ func (r *instance) adminServer(sup *supervise.Supervisor, reboots chan<- action)
 		srv.Addresses = func() []admin.Address { return interfaceAddrs("eth0", "wlan0") }
 	}
 	srv.Data = r.data
+	if r.ota != nil && r.ota.agent != nil {
+		agent := r.ota.agent
+		srv.Slots = func() []ota.SlotInfo { return agent.Status().Slots }
+	}
 	srv.WiFi = func() *wifi.Status {
 		if m := r.wifi.Load(); m != nil {
 			st := m.Status()

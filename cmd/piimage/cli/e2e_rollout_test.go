@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -118,6 +119,20 @@ func TestRollingUpdateInLab(t *testing.T) {
 	for host, v := range versions() {
 		if v != "lab-v2/b" {
 			t.Errorf("after the rollout %s runs %s, want lab-v2 committed in slot b", host, v)
+		}
+	}
+
+	// Both slots show on /status (and the dashboard): the old version
+	// stays in slot a.
+	if st, err := l.Status(ctx, "lbmaster"); err != nil {
+		t.Error(err)
+	} else {
+		var got []string
+		for _, sl := range st.Slots {
+			got = append(got, fmt.Sprintf("%s=%s running=%v", sl.Slot, sl.Version, sl.Running))
+		}
+		if strings.Join(got, " ") != "a=lab-v1 running=false b=lab-v2 running=true" {
+			t.Errorf("lbmaster's slots on /status: %v", got)
 		}
 	}
 
