@@ -24,6 +24,7 @@ type backend struct {
 	removed atomic.Bool // no longer in the configuration; finishing in-flight work
 
 	usable atomic.Bool // up and not draining: what selection reads
+	down   atomic.Bool // marked down by its checks or its traffic (health.Up's mirror)
 
 	mu     sync.Mutex
 	health HealthState
@@ -38,6 +39,7 @@ type backend struct {
 	connErrors atomic.Uint64 // could not connect
 	respErrors atomic.Uint64 // failed after connecting (reset, timeout, garbage)
 	retries    atomic.Uint64 // requests moved away from it after a connect error
+	redispatch atomic.Uint64 // requests taken off it when it was marked down and sent to another backend
 	http5xx    atomic.Uint64
 	queued     atomic.Uint64 // requests that had to wait for a slot
 	queueFull  atomic.Uint64 // requests that waited too long
@@ -71,6 +73,7 @@ func (b *backend) apply(bc BackendConfig) {
 func (b *backend) refresh() {
 	b.mu.Lock()
 	up := b.health.Up
+	b.down.Store(!up)
 	b.mu.Unlock()
 	b.usable.Store(up && !b.drain.Load() && !b.removed.Load())
 }
@@ -174,6 +177,7 @@ type BackendStats struct {
 	ConnErrors      uint64
 	RespErrors      uint64
 	Retries         uint64
+	Redispatches    uint64 // requests moved to another backend when this one was marked down
 	HTTP5xx         uint64
 	Queued          uint64
 	QueueFull       uint64
@@ -193,7 +197,7 @@ func (b *backend) snapshot(fall, rise int) BackendStats {
 		Backup: b.backup.Load(), Drain: b.drain.Load(), Checked: !b.noCheck.Load(),
 		Health: h, Inflight: b.inflight.Load(), Queue: q,
 		Requests: b.requests.Load(), ConnErrors: b.connErrors.Load(), RespErrors: b.respErrors.Load(),
-		Retries: b.retries.Load(), HTTP5xx: b.http5xx.Load(), Queued: b.queued.Load(),
+		Retries: b.retries.Load(), Redispatches: b.redispatch.Load(), HTTP5xx: b.http5xx.Load(), Queued: b.queued.Load(),
 		QueueFull: b.queueFull.Load(), BytesIn: b.bytesIn.Load(), BytesOut: b.bytesOut.Load(),
 		Latency: b.latency.snapshot(),
 	}

@@ -26,6 +26,9 @@ type Balancer struct {
 	certs    atomic.Pointer[certSet]
 	checkers map[*backend]context.CancelFunc
 	runCtx   context.Context // set by Run; checkers live under it
+	// abandoners are the frontends that abandon a backend's exchanges
+	// when it is marked down (markdown.go); set by Run.
+	abandoners []abandoner
 
 	started atomic.Bool
 	running atomic.Bool
@@ -236,6 +239,11 @@ func (b *Balancer) Run(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.runCtx = ctx
+	for _, f := range fronts {
+		if a, ok := f.(abandoner); ok {
+			b.abandoners = append(b.abandoners, a)
+		}
+	}
 	b.restartCheckers()
 	b.mu.Unlock()
 	b.running.Store(true)
@@ -333,7 +341,9 @@ func (b *Balancer) rebuild() {
 	b.mu.Unlock()
 }
 
-// setHealth records a backend's state change and rebuilds the view.
+// healthChanged records a backend's state change and rebuilds the view.
+// A backend marked down also loses its idle connections and the exchanges
+// that have no answer yet (markdown.go).
 func (b *Balancer) healthChanged(be *backend) {
 	be.refresh()
 	b.rebuild()
@@ -347,6 +357,7 @@ func (b *Balancer) healthChanged(be *backend) {
 		// when it comes back.
 		be.closeIdle()
 		b.log.Warn("backend down", "backend", be.name, "addr", be.addr, "reason", h.Reason)
+		b.abandonExchanges(be)
 	}
 }
 

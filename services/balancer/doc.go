@@ -11,7 +11,9 @@
 // hashes of the client address, URI, a query parameter or a header; checks
 // its backends actively (HTTP or TCP, with HAProxy's inter/fall/rise) and
 // passively (failed requests); retries a request that could not connect on
-// another backend; uses backups only while every primary is down; keeps
+// another backend; abandons the exchanges of a backend marked down that
+// have no answer yet, moving those safe to repeat to another backend
+// (markdown.go); uses backups only while every primary is down; keeps
 // sessions on a backend with a cookie; terminates TLS with certificates
 // chosen by SNI; and serves a password-protected stats page with
 // Prometheus metrics. Reload changes backends, weights and checks without
@@ -39,6 +41,8 @@
 //	timeout check 300ms                 check: {timeout: 300ms}
 //	observe layer4 + error-limit 5      error_limit: 5 (on by default)
 //	retries 1 + option redispatch       retries: 1 (the default)
+//	on-marked-down shutdown-sessions    always, for exchanges without an answer yet:
+//	  + retry-on (safe requests only)     GET/HEAD/OPTIONS/TRACE move, others get 502
 //	option forwardfor                   forwarded: xff (the default; rfc7239, both, none)
 //	send-proxy-v2                       send_proxy_v2: true
 //	cookie SERVERID insert indirect     cookie: {name: SERVERID, mode: insert}

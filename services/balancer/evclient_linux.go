@@ -60,6 +60,8 @@ type evClient struct {
 	pinned  *backend
 	attempt int
 	tried   *backend
+	// redispatched: moved once when a backend was marked down.
+	redispatched bool
 
 	// The exchange with the backend.
 	be         *backend // holds a slot on it while set
@@ -233,7 +235,7 @@ func (c *evClient) request(cfg *Config, hlen int) {
 		return
 	}
 	c.cfg, c.reqLen = cfg, hlen+int(body)
-	c.counted, c.attempt, c.tried = false, 0, nil
+	c.counted, c.attempt, c.tried, c.redispatched = false, 0, nil, false
 	c.pool = c.l.b.pool.Load()
 	c.key, c.hasKey = headKey(cfg, req, c.remote)
 	c.pinned = pinnedOf(cfg, c.pool, req)

@@ -36,7 +36,7 @@ func (c *evClient) choose() {
 	}
 	p := c.l.peer(be)
 	if p.sa == nil || !be.tryAcquire() {
-		c.handover(proxyStart{counted: c.counted, attempt: c.attempt, tried: c.tried}, false)
+		c.handover(proxyStart{counted: c.counted, attempt: c.attempt, tried: c.tried, redispatched: c.redispatched}, false)
 		return
 	}
 	if !c.counted {

@@ -175,6 +175,11 @@ type h1conn struct {
 	// backend is the backend connection of the exchange in flight, for
 	// a stop to cut.
 	backend atomic.Pointer[bconn]
+	// dialing and waiting are the exchange's dial in progress and its
+	// backend connection until the answer begins, for a mark-down of
+	// the backend to abandon (markdown.go).
+	dialing atomic.Pointer[dialWatch]
+	waiting atomic.Pointer[bconn]
 
 	// start is where proxy begins its next request: the event loop hands
 	// over a request it already counted, or one to retry elsewhere.
@@ -183,9 +188,10 @@ type h1conn struct {
 
 // proxyStart is where proxy begins a request an event loop handed over.
 type proxyStart struct {
-	counted bool     // the request is in the frontend's counters
-	attempt int      // tries already made
-	tried   *backend // the backend of the last failed try
+	counted      bool     // the request is in the frontend's counters
+	attempt      int      // tries already made
+	tried        *backend // the backend of the last failed try
+	redispatched bool     // moved once already when a backend was marked down
 }
 
 var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2048) }}
@@ -362,7 +368,8 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 			return false
 		}
 	}
-	tried := st.tried
+	tried, redispatched := st.tried, st.redispatched
+	safe := safeToRepeat(req) // now: a streamed body may overwrite req's bytes
 	for attempt := st.attempt; ; attempt++ {
 		var be *backend
 		var err error
@@ -380,7 +387,7 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 			hc.reply(http.StatusServiceUnavailable, "No server is available to handle this request.", keep)
 			return keep
 		}
-		x := exchange{hc: hc, cfg: cfg, be: be, req: req, pinned: pinned == be}
+		x := exchange{hc: hc, cfg: cfg, be: be, req: req, pinned: pinned == be, safe: safe, redispatched: redispatched}
 		res := x.run()
 		hc.backend.Store(nil)
 		be.release()
@@ -389,6 +396,7 @@ func (hc *h1conn) proxy(cfg *Config, req *head) bool {
 			return keep
 		}
 		tried = be
+		redispatched = redispatched || res == exAbandoned
 	}
 }
 
@@ -443,6 +451,8 @@ func (hc *h1conn) outcome(x *exchange, res, attempt int) (keep, retry bool) {
 			hc.reply(http.StatusBadGateway, "The server returned an invalid or incomplete response.", false)
 		}
 		return false, false
+	case exAbandoned:
+		return hc.abandoned(x, attempt)
 	case exTooLarge:
 		b.fe.badRequests.Add(1)
 		hc.reply(http.StatusRequestEntityTooLarge, "The request body is too large.", false)

@@ -383,6 +383,7 @@ func relayChunked(dst io.Writer, src deadlineReader, raw bool, limit int64) (int
 
 // bconn is a connection to a backend.
 type bconn struct {
+	be     *backend // whose connection it is; set when dialed
 	c      net.Conn
 	br     *bufio.Reader
 	dl     deadlines

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -19,6 +20,7 @@ const (
 	exFailed               // the backend failed before answering: answer 502/504
 	exTooLarge             // the request body passed MaxBodyBytes
 	exCut                  // the exchange broke after the answer began, or the client left
+	exAbandoned            // its backend was marked down before answering (markdown.go)
 )
 
 // exchange is one request sent to one backend.
@@ -32,6 +34,13 @@ type exchange struct {
 	keep      bool
 	err       error
 	clientErr bool
+
+	// For a mark-down of the backend (markdown.go):
+	safe         bool   // the request is safe to repeat (safeToRepeat)
+	redispatched bool   // the request was moved once already
+	sent         bool   // some of the request may have reached the backend
+	keptBody     bool   // the body was sent from the client buffer and is still there
+	watched      *bconn // published in hc.waiting
 }
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -42,10 +51,14 @@ func (x *exchange) run() int {
 		bc, err := x.connect(fresh)
 		if err != nil {
 			x.err = err
+			if err == errAbandoned {
+				return exAbandoned
+			}
 			return exConnectFailed
 		}
 		x.bc = bc
 		hc.backend.Store(bc)
+		x.watch(bc)
 		start := time.Now()
 		wbp := writeBufs.Get().(*[]byte)
 		w := x.appendRequestHead((*wbp)[:0])
@@ -55,24 +68,34 @@ func (x *exchange) run() int {
 			w = append(w, body...)
 			bodySent = true
 		}
+		// A body that may have to go to another backend stays in the
+		// buffer until the answer begins.
+		x.keptBody = req.contentLength > 0 && bodySent && x.safe && !x.redispatched
 		bc.dl.armWrite(bc.c, cfg.ServerTimeout)
 		_, err = bc.c.Write(w)
 		*wbp = w
 		writeBufs.Put(wbp)
+		x.sent = true
 		if err != nil {
 			bc.close()
+			if !x.claim() {
+				return exAbandoned
+			}
 			if bc.reused && !fresh {
 				continue // a stale keep-alive connection: once more, on a new one
 			}
 			x.err = err
 			return exFailed
 		}
-		if req.contentLength > 0 && bodySent {
+		if req.contentLength > 0 && bodySent && !x.keptBody {
 			hc.br.Discard(int(req.contentLength))
 		}
 		if !bodySent {
 			if r := x.sendBody(); r != exDone {
 				bc.close()
+				if !x.claim() {
+					return exAbandoned
+				}
 				return r
 			}
 		}
@@ -90,7 +113,20 @@ func (x *exchange) run() int {
 // answering a request without a body asks for a retry on a new one.
 func (x *exchange) receive(start time.Time, mayRetry bool) (res int, retry bool) {
 	bc, be := x.bc, x.be
-	raw, inBuf, err := x.readResponseHead()
+	_, err := bc.br.Peek(1) // the first byte of the answer (or an error)
+	if !x.claim() {
+		bc.close()
+		return exAbandoned, false
+	}
+	if x.keptBody {
+		x.hc.br.Discard(int(x.req.contentLength))
+		x.keptBody = false
+	}
+	var raw []byte
+	var inBuf bool
+	if err == nil {
+		raw, inBuf, err = x.readResponseHead()
+	}
 	if err != nil {
 		nothing := bc.br.Buffered() == 0
 		bc.close()
@@ -126,9 +162,9 @@ func (x *exchange) connect(fresh bool) (*bconn, error) {
 			return bc, nil
 		}
 	}
-	c, err := dialShallow(be.addr, cfg.ConnectTimeout)
+	c, err := x.dial()
 	if err != nil {
-		return nil, &dialError{err}
+		return nil, err
 	}
 	if cfg.SendProxyV2 {
 		c.SetWriteDeadline(time.Now().Add(cfg.ServerTimeout))
@@ -137,7 +173,9 @@ func (x *exchange) connect(fresh bool) (*bconn, error) {
 			return nil, &dialError{err}
 		}
 	}
-	return newBconn(c), nil
+	bc := newBconn(c)
+	bc.be = be
+	return bc, nil
 }
 
 // release returns the backend connection for reuse, or closes it.
@@ -325,13 +363,21 @@ func (x *exchange) readResponseHead() ([]byte, bool, error) {
 // would double that goroutine's stack for the connection's lifetime, which
 // at a thousand connections is megabytes.
 func dialShallow(addr string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dialShallowContext(ctx, addr)
+}
+
+// dialShallowContext is dialShallow until ctx is done.
+func dialShallowContext(ctx context.Context, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := net.DialTimeout("tcp", addr, timeout)
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
 		ch <- result{c, err}
 	}()
 	r := <-ch

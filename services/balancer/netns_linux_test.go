@@ -141,3 +141,50 @@ func TestNetnsBackendVanishes(t *testing.T) {
 		t.Error("the restored backend gets no requests")
 	}
 }
+
+// TestNetnsPowerCutRedispatch takes a backend's link down under load with
+// timeouts far longer than the clients wait: the requests caught on it
+// (sent and unanswered, or still connecting) are moved to the other
+// backend when its checks mark it down, and none fails.
+func TestNetnsPowerCutRedispatch(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ns := newTestNetns(t)
+			remote := &testBackend{t: t, name: "remote"}
+			ln := ns.listen(t, 8080)
+			remote.addr = ln.Addr().String()
+			srv := &http.Server{Handler: remote}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			local := newTestBackend(t, "local")
+			bal, url := startBalancer(t, Config{
+				Backends:       []BackendConfig{{Name: "remote", Address: remote.addr}, {Name: "local", Address: local.addr, NoCheck: true}},
+				Check:          CheckConfig{Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 2},
+				ConnectTimeout: 20 * time.Second, // longer than the clients' 5 s:
+				ServerTimeout:  20 * time.Second, // only a redispatch answers in time
+				NoEventLoop:    e.noEventLoop,
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+			defer cancel()
+			l := startLoad(ctx, url, 8, 50000)
+			rbe := bal.pool.Load().byName["remote"]
+			waitFor(t, 3*time.Second, "the backend in the namespace to get requests", func() bool {
+				return remote.hits.Load() > 10 && rbe.usable.Load()
+			})
+			ip(t, "-n", ns.name, "link", "set", ns.nsIf, "down")
+			waitFor(t, 3*time.Second, "the vanished backend to be marked down", func() bool { return !rbe.usable.Load() })
+			time.Sleep(500 * time.Millisecond)
+			cancel()
+			l.wait() // with the link still down: nothing arrives late
+			ip(t, "-n", ns.name, "link", "set", ns.nsIf, "up")
+			waitFor(t, 3*time.Second, "the backend to come back", func() bool { return rbe.usable.Load() })
+			t.Logf("power cut: %d of %d requests failed, %d redispatched", l.failed.Load(), l.ok.Load()+l.failed.Load(), rbe.redispatch.Load())
+			if l.failed.Load() != 0 {
+				t.Errorf("%d requests failed: %v", l.failed.Load(), l.errs)
+			}
+			if rbe.redispatch.Load() == 0 {
+				t.Error("no request was redispatched")
+			}
+		})
+	}
+}

@@ -171,6 +171,7 @@ func writeMetrics(w io.Writer, s Stats) {
 	per("balancer_backend_response_errors_total", "counter", "Failures after connecting: resets, timeouts, bad answers.", func(b BackendStats) string { return u(b.RespErrors) })
 	per("balancer_backend_http_5xx_total", "counter", "Responses with status 5xx.", func(b BackendStats) string { return u(b.HTTP5xx) })
 	per("balancer_backend_retries_total", "counter", "Requests moved away after a connect failure.", func(b BackendStats) string { return u(b.Retries) })
+	per("balancer_backend_redispatches_total", "counter", "Requests without an answer yet moved to another backend when this one was marked down.", func(b BackendStats) string { return u(b.Redispatches) })
 	per("balancer_backend_checks_total", "counter", "Health checks run.", func(b BackendStats) string { return u(b.Health.Checks) })
 	per("balancer_backend_check_failures_total", "counter", "Health checks failed.", func(b BackendStats) string { return u(b.Health.Failed) })
 	per("balancer_backend_downs_total", "counter", "Transitions to down.", func(b BackendStats) string { return u(b.Health.Downs) })
@@ -236,13 +237,13 @@ Connections now {{.ConnsNow}}, total {{.ConnsTotal}}; requests {{.Requests}};
 refused: bad request {{.BadRequests}}, no backend {{.NoBackend}}, bad gateway {{.BadGateway}}, timeout {{.Timeouts}}; retries {{.Retries}}.</p>
 <table>
 <tr><th>Backend</th><th>Address</th><th>State</th><th>Since</th><th>Reason</th><th>Last check</th><th>Check time</th><th>Weight</th><th>Backup</th>
-<th>Current</th><th>Max</th><th>Queue</th><th>Total</th><th>Conn. errors</th><th>Resp. errors</th><th>5xx</th><th>Retries</th>
+<th>Current</th><th>Max</th><th>Queue</th><th>Total</th><th>Conn. errors</th><th>Resp. errors</th><th>5xx</th><th>Retries</th><th>Redisp.</th>
 <th>Avg</th><th>p50</th><th>p99</th><th>Max</th></tr>
 {{range .Backends}}<tr class="{{state .State}}">
 <td class="l">{{.Name}}</td><td class="l">{{.Addr}}</td><td class="l">{{.State}}</td><td>{{ago .Health.Since}}</td>
 <td class="l">{{.Health.Reason}}</td><td class="l">{{if .Checked}}{{.Health.LastMsg}}{{else}}no check{{end}}</td><td>{{ms .Health.LastDur}}</td>
 <td>{{.Weight}}</td><td>{{if .Backup}}Y{{end}}</td><td>{{.Inflight}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Queue}}</td>
-<td>{{.Requests}}</td><td>{{.ConnErrors}}</td><td>{{.RespErrors}}</td><td>{{.HTTP5xx}}</td><td>{{.Retries}}</td>
+<td>{{.Requests}}</td><td>{{.ConnErrors}}</td><td>{{.RespErrors}}</td><td>{{.HTTP5xx}}</td><td>{{.Retries}}</td><td>{{.Redispatches}}</td>
 <td>{{avg .Latency}}</td><td>{{p .Latency 0.5}}</td><td>{{p .Latency 0.99}}</td><td>{{ms .Latency.Max}}</td></tr>
 {{end}}</table>
 </body></html>
