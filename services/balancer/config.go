@@ -36,7 +36,9 @@ type Config struct {
 	// Check configures active health checks.
 	Check CheckConfig
 	// Retries is how often a request that could not connect is tried on
-	// another backend; 0 means 1, negative means never.
+	// another backend; 0 means 1, negative means never. A request taken
+	// off a backend marked down before it answered (markdown.go) uses one
+	// of these tries, at most once.
 	Retries int
 	// ErrorLimit is how many consecutive failed requests mark a checked
 	// backend down; 0 means 5, negative turns passive detection off.
