@@ -31,6 +31,14 @@ type Service interface {
 // open sockets or touch the system: Run does that.
 type Factory func(node *overlays.Node, log *slog.Logger) (Service, error)
 
+// NetworkCheckedEnv is set to "1" in the environment of the services the
+// init starts when it has checked that they may change the network
+// namespace they run in: as PID 1 on a node, or in process mode inside a
+// network namespace other than the machine's initial one. A service that
+// cannot check that itself (its reduced capabilities may not read PID 1's
+// namespace) relies on it.
+const NetworkCheckedEnv = "PIIMAGE_NETWORK_CHECKED"
+
 // Controller is a service that takes commands at run time from the node's
 // admin API, for planned operations such as a rollout: the VIP's
 // "handover", the balancer's "drain" and "undrain" of one backend.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/piimage/piimage/services"
 	"github.com/piimage/piimage/services/admin"
 	"github.com/piimage/piimage/services/netconf"
 	"github.com/piimage/piimage/services/ota"
@@ -127,6 +128,17 @@ func (r *instance) run(ctx context.Context, requests <-chan action) (action, err
 		r.log.Error("stopping services", "err", err)
 	}
 	return act, nil
+}
+
+// serviceEnv is the environment of the services: the run folder, and
+// whether the init checked that they may change this network namespace
+// (network is set only as PID 1 or outside the initial namespace).
+func (r *instance) serviceEnv() []string {
+	env := append(os.Environ(), RunDirEnv+"="+r.runDir)
+	if r.network {
+		env = append(env, services.NetworkCheckedEnv+"=1")
+	}
+	return env
 }
 
 // adminServer returns the node's admin API; POST /reboot sends on reboots.
@@ -250,7 +262,7 @@ func (r *instance) startServices(sup *supervise.Supervisor) {
 			Command: supervise.Command{
 				Path: r.exe,
 				Args: []string{os.Args[0], "service", name, "--overlay", r.loaded.info.Path, "--sock", sock},
-				Env:  append(os.Environ(), RunDirEnv+"="+r.runDir),
+				Env:  r.serviceEnv(),
 				// Without network permission a service may still send
 				// (VRRP adverts, mirror traffic): give it a network
 				// namespace of its own with nothing in it.

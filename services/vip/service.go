@@ -48,6 +48,7 @@ type Service struct {
 	mu      sync.Mutex
 	routers []routerCfg
 	run     []*runner // while Run runs
+	sys     system    // while Run runs
 	running bool
 	runErr  error
 	drops   map[string]uint64 // drops not attributable to a router
@@ -125,13 +126,21 @@ func (s *Service) Run(ctx context.Context) error {
 			r.io = io
 		}
 	}
+	// A hold on new connections left by an earlier run (a planned
+	// handover before a restart) must not outlive it.
+	if err := sys.UnblockNew(); err != nil {
+		s.log.Debug("removing an earlier hold on new connections", "err", err)
+	}
 	s.mu.Lock()
-	s.run, s.running, s.runErr = runners, true, nil
+	s.run, s.running, s.runErr, s.sys = runners, true, nil, sys
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.running = false
 		s.mu.Unlock()
+		if err := sys.UnblockNew(); err != nil {
+			s.log.Debug("removing the hold on new connections", "err", err)
+		}
 	}()
 
 	var wg sync.WaitGroup
@@ -147,12 +156,24 @@ func (s *Service) Run(ctx context.Context) error {
 	tr := newTracking(sys, s.opt.Balancer, s.log)
 	go tr.run(trackCtx, runners)
 
+	// A graceful stop first holds back new connections to the VIPs this
+	// node serves, then the routers hand over (priority 0).
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	defer stopLoops()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.quiesce(sys, runners)
+			stopLoops()
+		case <-loopCtx.Done():
+		}
+	}()
 	var rwg sync.WaitGroup
 	for _, r := range runners {
 		rwg.Add(1)
 		go func() {
 			defer rwg.Done()
-			r.loop(ctx)
+			r.loop(loopCtx)
 		}()
 	}
 	rwg.Wait()
@@ -255,8 +276,11 @@ func (s *Service) Health() error {
 // once the hand-off is under way; Stats shows its end.
 func (s *Service) Handover() error {
 	s.mu.Lock()
-	run := s.run
+	run, sys := s.run, s.sys
 	s.mu.Unlock()
+	if sys != nil && s.quiesce(sys, run) {
+		go s.releaseHold(sys, run)
+	}
 	n := 0
 	for _, r := range run {
 		if r.stats().State == Master.String() {
@@ -325,4 +349,54 @@ func (s *Service) Stats() Stats {
 		st.Routers = append(st.Routers, r.stats())
 	}
 	return st
+}
+
+// quiesceDrain is how long a planned handover waits, with new connections
+// held back, for the connections in flight to finish before the VIP moves:
+// packets of a connection opened here that arrive after the move reach the
+// successor, which knows nothing of it and resets it.
+const quiesceDrain = 100 * time.Millisecond
+
+// quiesce prepares a planned handover of the VIPs this node holds as
+// master: new TCP connections to them are dropped (the client's SYN
+// retransmission, after 1 s, reaches the successor) and those in flight
+// get quiesceDrain to finish. It reports whether it held anything back.
+func (s *Service) quiesce(sys system, run []*runner) bool {
+	var addrs []netip.Addr
+	for _, r := range run {
+		if st := r.stats(); st.State == Master.String() {
+			for _, a := range st.Addrs {
+				addrs = append(addrs, a.Addr())
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return false
+	}
+	if err := sys.BlockNew(addrs); err != nil {
+		s.log.Warn("handing over without holding back new connections", "err", err)
+		return false
+	}
+	s.log.Info("holding back new connections before the handover", "addrs", addrs, "drain", quiesceDrain)
+	time.Sleep(quiesceDrain)
+	return true
+}
+
+// releaseHold lifts quiesce's hold once no router here is master any more
+// (the successor answers for the VIPs), or after ten seconds.
+func (s *Service) releaseHold(sys system, run []*runner) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		master := false
+		for _, r := range run {
+			master = master || r.stats().State == Master.String()
+		}
+		if !master {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := sys.UnblockNew(); err != nil {
+		s.log.Warn("removing the hold on new connections", "err", err)
+	}
 }

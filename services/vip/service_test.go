@@ -3,6 +3,7 @@ package vip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -45,6 +46,10 @@ type fakeSys struct {
 	garps int
 	up    bool
 	open  bool
+	// blocked are the addresses new connections are held back from;
+	// blocks counts BlockNew calls.
+	blocked []netip.Addr
+	blocks  int
 }
 
 func newFakeSys() *fakeSys {
@@ -59,6 +64,21 @@ func (f *fakeSys) Open(ifname string, join bool) (netIO, error) {
 	f.open = true
 	f.mu.Unlock()
 	return &fakeIO{f: f, closed: make(chan struct{})}, nil
+}
+
+func (f *fakeSys) BlockNew(addrs []netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blocked = append([]netip.Addr(nil), addrs...)
+	f.blocks++
+	return nil
+}
+
+func (f *fakeSys) UnblockNew() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blocked = nil
+	return nil
 }
 
 func (f *fakeSys) LinkUp(string) (bool, error) {
@@ -245,6 +265,12 @@ func TestServiceOverFakeSystem(t *testing.T) {
 		t.Fatalf("handover returned %q before the peer took over", msg)
 	default:
 	}
+	fs.mu.Lock()
+	blocked := fmt.Sprint(fs.blocked)
+	fs.mu.Unlock()
+	if blocked != "[192.0.2.100]" {
+		t.Errorf("during the handover new connections are held back from %s, want [192.0.2.100]", blocked)
+	}
 	fs.rx <- Received{Data: pkt(Packet{Version: 3, VRID: 51, Priority: 100, Interval: 10 * time.Millisecond, Addrs: good.Addrs}), Src: peer, Dst: Group, TTL: 255}
 	select {
 	case msg := <-handed:
@@ -254,6 +280,11 @@ func TestServiceOverFakeSystem(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("handover did not return after the peer took over")
 	}
+	waitFor(t, "the hold lifted once the peer is master", func() bool {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.blocked == nil
+	})
 	waitFor(t, "master after the peer went silent", func() bool { return state() == "MASTER" })
 
 	// Reload: a priority change is applied, a new address is refused.

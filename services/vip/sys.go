@@ -12,6 +12,11 @@ type system interface {
 	Open(ifname string, join bool) (netIO, error)
 	// LinkUp reports whether the interface is up and has carrier.
 	LinkUp(ifname string) (bool, error)
+	// BlockNew holds back new TCP connections to addrs on this node (a
+	// planned handover: see Service.quiesce); UnblockNew lets them in
+	// again. Both replace what an earlier call did.
+	BlockNew(addrs []netip.Addr) error
+	UnblockNew() error
 }
 
 // netIO is one interface's VRRP plumbing. The vmac argument of its methods

@@ -122,6 +122,15 @@ func TestRollingUpdateInLab(t *testing.T) {
 		}
 	}
 
+	// The master held back new connections to the VIP for a moment
+	// before it handed it over, so that no connection opened there was
+	// reset by the backup.
+	if pn, ok := l.State.Plan.Node("lbmaster"); ok {
+		if b, err := os.ReadFile(pn.Log); err != nil || !strings.Contains(string(b), "holding back new connections before the handover") {
+			t.Errorf("lbmaster's console does not show the hold before the handover (%v)", err)
+		}
+	}
+
 	// Both slots show on /status (and the dashboard): the old version
 	// stays in slot a.
 	if st, err := l.Status(ctx, "lbmaster"); err != nil {
