@@ -19,26 +19,46 @@ func (s *Service) Control(ctx context.Context, command, arg string) (string, err
 	if err := s.Handover(); err != nil {
 		return "", err
 	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var masters, others []string
+	s.mu.Lock()
+	run := s.run
+	s.mu.Unlock()
+	if err := waitNoMaster(ctx, run); err != nil {
+		var masters []string
 		for _, r := range s.Stats().Routers {
 			if r.State == Master.String() {
 				masters = append(masters, fmt.Sprintf("router %d", r.VRID))
-			} else if r.Master.IsValid() {
-				others = append(others, fmt.Sprintf("router %d to %s", r.VRID, r.Master))
 			}
 		}
-		if len(masters) == 0 {
-			if len(others) == 0 {
-				return "handed over", nil
-			}
-			return "handed over: " + strings.Join(others, ", "), nil
+		return "", fmt.Errorf("vip: handover: %s still master: %w", strings.Join(masters, ", "), err)
+	}
+	var others []string
+	for _, r := range s.Stats().Routers {
+		if r.Master.IsValid() {
+			others = append(others, fmt.Sprintf("router %d to %s", r.VRID, r.Master))
+		}
+	}
+	if len(others) == 0 {
+		return "handed over", nil
+	}
+	return "handed over: " + strings.Join(others, ", "), nil
+}
+
+// waitNoMaster polls until no router of run is master (the successors
+// answer for the VIPs), or returns ctx's error.
+func waitNoMaster(ctx context.Context, run []*runner) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		master := false
+		for _, r := range run {
+			master = master || r.stats().State == Master.String()
+		}
+		if !master {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("vip: handover: %s still master: %w", strings.Join(masters, ", "), ctx.Err())
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}

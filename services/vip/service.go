@@ -385,17 +385,9 @@ func (s *Service) quiesce(sys system, run []*runner) bool {
 // releaseHold lifts quiesce's hold once no router here is master any more
 // (the successor answers for the VIPs), or after ten seconds.
 func (s *Service) releaseHold(sys system, run []*runner) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		master := false
-		for _, r := range run {
-			master = master || r.stats().State == Master.String()
-		}
-		if !master {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitNoMaster(ctx, run)
 	if err := sys.UnblockNew(); err != nil {
 		s.log.Warn("removing the hold on new connections", "err", err)
 	}
