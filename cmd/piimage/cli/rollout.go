@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"io"
-	"time"
 
 	"github.com/piimage/piimage/cmd/piimage/rollout"
 	"github.com/piimage/piimage/overlays"
@@ -17,20 +16,10 @@ func rolloutCommand() command {
 	}
 }
 
-type rolloutFlags struct {
-	keys    string
-	src     string
-	full    bool
-	timeout time.Duration
-}
-
 func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f rolloutFlags
+	var f pushFlags
 	fset := newFlagSet("rollout", "rollout [flags] CLUSTER IMAGE...", stderr)
-	fset.StringVar(&f.keys, "keys", "", "the cluster's keys folder (default: .keys in the source tree)")
-	fset.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
-	fset.BoolVar(&f.full, "full", false, "send every byte, even those a node already has")
-	fset.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on a node after this long")
+	f.register(fset, "give up on a node after this long")
 	pos, err := parseFlags(fset, args)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,22 +21,32 @@ func updateCommand() command {
 	}
 }
 
-type updateFlags struct {
-	node    string
+// pushFlags are the flags of the commands that push images to nodes.
+type pushFlags struct {
 	keys    string
 	src     string
 	full    bool
 	timeout time.Duration
 }
 
+// register binds the flags; timeoutHelp says what the timeout bounds.
+func (f *pushFlags) register(fset *flag.FlagSet, timeoutHelp string) {
+	fset.StringVar(&f.keys, "keys", "", "the cluster's keys folder, for the admin token and certificate (default: .keys in the source tree)")
+	fset.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
+	fset.BoolVar(&f.full, "full", false, "send every byte, even those a node already has")
+	fset.DurationVar(&f.timeout, "timeout", 10*time.Minute, timeoutHelp)
+}
+
+type updateFlags struct {
+	pushFlags
+	node string
+}
+
 func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f updateFlags
 	fset := newFlagSet("update", "update --node ADDR[:PORT] [flags] IMAGE", stderr)
 	fset.StringVar(&f.node, "node", "", "the node's admin address, IP[:PORT] (port 9000 by default); never the VIP")
-	fset.StringVar(&f.keys, "keys", "", "the cluster's keys folder, for the admin token and certificate (default: .keys in the source tree)")
-	fset.StringVar(&f.src, "src", "", "piimage source tree (default: found from the current folder)")
-	fset.BoolVar(&f.full, "full", false, "send every byte, even those the node already has")
-	fset.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up waiting for the outcome after this long")
+	f.register(fset, "give up waiting for the outcome after this long")
 	pos, err := parseFlags(fset, args)
 	if err != nil {
 		return err
