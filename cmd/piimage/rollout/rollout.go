@@ -16,6 +16,7 @@ import (
 	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/image/ota/otaimage"
 	"github.com/piimage/piimage/overlays"
+	"github.com/piimage/piimage/services/ota"
 )
 
 // Image is a signed image with the role it was built for.
@@ -121,6 +122,14 @@ type Options struct {
 	Out io.Writer
 }
 
+// out is where the rollout's lines go.
+func (o Options) out() io.Writer {
+	if o.Out == nil {
+		return io.Discard
+	}
+	return o.Out
+}
+
 // Summary is what a rollout did.
 type Summary struct {
 	Updated []string // hostnames committed, in order
@@ -144,10 +153,7 @@ func AdminAddr(n *overlays.Node) string {
 func Run(ctx context.Context, plan []Step, o Options) (Summary, error) {
 	var sum Summary
 	start := time.Now()
-	out := o.Out
-	if out == nil {
-		out = io.Discard
-	}
+	out := o.out()
 	fmt.Fprintf(out, "rollout of %d nodes:", len(plan))
 	for _, s := range plan {
 		fmt.Fprintf(out, " %s (%s)", s.Node.Hostname, s.Node.Role)
@@ -193,12 +199,7 @@ func Run(ctx context.Context, plan []Step, o Options) (Summary, error) {
 
 // runningVersion asks a node which version its running slot holds.
 func runningVersion(ctx context.Context, c *Client) (string, error) {
-	var st struct {
-		Slots []struct {
-			Version string `json:"version"`
-			Running bool   `json:"running"`
-		} `json:"slots"`
-	}
+	var st ota.Status
 	if err := c.GetJSON(ctx, "/ota", &st); err != nil {
 		return "", err
 	}
@@ -217,10 +218,7 @@ func runningVersion(ctx context.Context, c *Client) (string, error) {
 // at the cost of the requests in flight. It returns what undoes it.
 func (o Options) prepare(ctx context.Context, n *overlays.Node, c *Client) (undo func()) {
 	undo = func() {}
-	out := o.Out
-	if out == nil {
-		out = io.Discard
-	}
+	out := o.out()
 	switch n.Role {
 	case overlays.RoleLBMaster:
 		msg, err := c.Command(ctx, "vip", "handover", "")
