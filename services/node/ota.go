@@ -20,9 +20,10 @@ import (
 // build has it.
 const TestUnhealthySuffix = "+test-unhealthy"
 
-// otaNode is the init's part of over-the-air updates in PID 1 mode: the
-// agent behind POST /ota/update, this boot's trial, and the reboot kind
-// an update asks for. nil in process mode.
+// otaNode is the init's part of over-the-air updates: the agent behind
+// POST /ota/update, this boot's trial, and the reboot kind an update asks
+// for. PID 1 builds it from the card (ota_linux.go), process mode from a
+// --card folder (ota_process.go); nil in process mode without one.
 type otaNode struct {
 	con console
 	log *slog.Logger

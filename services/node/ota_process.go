@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	imgota "github.com/piimage/piimage/image/ota"
 	"github.com/piimage/piimage/services/admin"
@@ -69,17 +67,11 @@ func (c *processCard) diskID() (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, w := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(w, "root=PARTUUID="); ok {
-			id, _, _ := strings.Cut(v, "-")
-			n, err := strconv.ParseUint(id, 16, 32)
-			if err != nil {
-				return 0, fmt.Errorf("cmdline.txt: root=PARTUUID=%s: %w", v, err)
-			}
-			return uint32(n), nil
-		}
+	root, err := ParseRoot(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("cmdline.txt: %w", err)
 	}
-	return 0, errors.New("cmdline.txt names no root=PARTUUID=")
+	return root.DiskID, nil
 }
 
 // otaNode builds the update agent over the card and runs this start's
