@@ -13,19 +13,11 @@ import (
 // CheckSocket asks the service behind the unix socket path for GET /health
 // and returns nil for a 200 answer, else an error carrying the answer.
 func CheckSocket(ctx context.Context, path string) error {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://service/health", nil)
 	if err != nil {
 		return fmt.Errorf("checking health: %w", err)
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := socketClient(path).Do(req)
 	if err != nil {
 		return fmt.Errorf("checking health: %w", err)
 	}
@@ -45,20 +37,12 @@ func CheckSocket(ctx context.Context, path string) error {
 // path (POST /control/COMMAND?arg=ARG) and returns its one-line answer.
 // A refusal comes back as an error carrying the service's reason.
 func ControlSocket(ctx context.Context, path, command, arg string) (string, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
 	u := "http://service/control/" + url.PathEscape(command) + "?arg=" + url.QueryEscape(arg)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return "", fmt.Errorf("sending %s: %w", command, err)
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := socketClient(path).Do(req)
 	if err != nil {
 		return "", fmt.Errorf("sending %s: %w", command, err)
 	}
@@ -82,3 +66,15 @@ type ControlError struct {
 }
 
 func (e *ControlError) Error() string { return e.Msg }
+
+// socketClient is an HTTP client whose every request goes to the unix
+// socket path, without keep-alives.
+func socketClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}}
+}
